@@ -1,0 +1,112 @@
+"""``squeezelab demo``: the whole pipeline on data that ships with the dependencies.
+
+The demo writes a report folder (``report.md`` plus PNG plots). Each pipeline
+stage contributes one function ``stage(ctx)`` listed in :data:`STAGES`; a stage
+reads what earlier stages left in ``ctx.artifacts`` (for example the trained
+checkpoint) and appends a section to the report. Stages run in order and the
+report is rewritten after each one, so an interrupted demo still leaves a
+readable report.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .analysis import count_macs, count_params  # noqa: E402
+from .io import atomic_path, atomic_write_text  # noqa: E402
+from .models import create_model, get_model_entry, list_models  # noqa: E402
+from .tables import format_table  # noqa: E402
+
+
+@dataclass
+class Report:
+    """A Markdown report with PNG figures, written atomically to ``root/report.md``."""
+
+    root: Path
+    title: str = "squeezelab demo report"
+    sections: list[str] = field(default_factory=list)
+
+    def add(self, heading: str, body: str) -> None:
+        self.sections.append(f"## {heading}\n\n{body.strip()}\n")
+        self.write()
+
+    def save_figure(self, fig: "plt.Figure", name: str) -> str:
+        """Save a matplotlib figure as ``root/name`` and return the Markdown image link."""
+        with atomic_path(self.root / name) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return f"![{name}]({name})"
+
+    def write(self) -> Path:
+        path = self.root / "report.md"
+        atomic_write_text(path, f"# {self.title}\n\n" + "\n".join(self.sections))
+        return path
+
+
+@dataclass
+class DemoContext:
+    """Shared state of one demo run."""
+
+    report: Report
+    quick: bool = False
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.report.root
+
+
+def zoo_stage(ctx: DemoContext) -> None:
+    """Build every zoo model and tabulate parameters and MACs at its design input size."""
+    rows, points = [], []
+    for name in list_models():
+        entry = get_model_entry(name)
+        model = create_model(name)
+        params, macs = count_params(model), count_macs(model, entry.input_size)
+        rows.append([name, params, f"{macs / 1e6:,.1f}", entry.input_size, model.min_input_size, entry.description])
+        points.append((name, params, macs))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, params, macs in points:
+        ax.scatter(params / 1e6, macs / 1e6, s=30)
+        ax.annotate(name, (params / 1e6, macs / 1e6), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("parameters (millions)")
+    ax.set_ylabel("MACs (millions, at design input size)")
+    ax.set_title("The squeezelab zoo")
+    ax.grid(alpha=0.3)
+    link = ctx.report.save_figure(fig, "zoo.png")
+    table = format_table(["model", "params", "MMACs", "input", "min input", "description"], rows, markdown=True)
+    ctx.report.add("Model zoo", f"{len(rows)} models, built and counted.\n\n{table}\n\n{link}")
+
+
+#: (name, "module:function") in pipeline order; later issues add their stages here.
+STAGES: list[tuple[str, str]] = [
+    ("zoo", "squeezelab.demo:zoo_stage"),
+]
+
+
+def _load_stage(target: str) -> Callable[[DemoContext], None]:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def run_demo(output_dir: str | Path = "demo_report", quick: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Run every stage, writing the report into ``output_dir``; returns the report path."""
+    ctx = DemoContext(Report(Path(output_dir)), quick=quick)
+    ctx.root.mkdir(parents=True, exist_ok=True)
+    for name, target in STAGES:
+        start = time.perf_counter()
+        log(f"[demo] {name} ...")
+        _load_stage(target)(ctx)
+        log(f"[demo] {name} done in {time.perf_counter() - start:.1f}s")
+    path = ctx.report.write()
+    log(f"[demo] report: {path}")
+    return path
