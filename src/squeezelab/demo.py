@@ -90,6 +90,10 @@ def zoo_stage(ctx: DemoContext) -> None:
 #: (name, "module:function") in pipeline order; later issues add their stages here.
 STAGES: list[tuple[str, str]] = [
     ("zoo", "squeezelab.demo:zoo_stage"),
+    ("pretrained", "squeezelab.inference.demo:pretrained_stage"),
+    ("hwsim", "squeezelab.hwsim.demo:stage"),
+    ("analysis", "squeezelab.analysis.demo:stage"),
+    ("compress", "squeezelab.compress.demo:stage"),
 ]
 
 

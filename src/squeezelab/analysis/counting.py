@@ -39,8 +39,12 @@ def hw_size(input_size: InputSize) -> tuple[int, int]:
 
 
 def count_macs(model: nn.Module, input_size: InputSize = 224, in_chans: int | None = None) -> int:
-    """Conv + linear multiply-accumulates for one image of ``input_size`` (batch 1, eval mode)."""
+    """Conv + linear multiply-accumulates for one image of ``input_size`` (batch 1, eval mode).
+
+    A model on PyTorch's meta device is counted from shapes alone (no arithmetic).
+    """
     height, width = hw_size(input_size)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     channels = in_chans if in_chans is not None else int(getattr(model, "in_chans", 3))
     total = 0
 
@@ -53,7 +57,7 @@ def count_macs(model: nn.Module, input_size: InputSize = 224, in_chans: int | No
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, channels, height, width))
+            model(torch.zeros(1, channels, height, width, device=device))
     finally:
         for handle in handles:
             handle.remove()

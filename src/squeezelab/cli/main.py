@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 from .. import __version__
 from ..errors import SqueezelabError
 
-COMMAND_MODULES = ("zoo", "demo")
+COMMAND_MODULES = ("zoo", "demo", "convert", "predict", "eval", "simulate", "train", "compress", "quantize", "lowrank", "profile", "compare", "claims", "export", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,27 +3,26 @@
 Each model is ``forward_features`` (the convolutional trunk) followed by
 ``forward_head`` (global pooling and the classifier), with
 ``reset_classifier`` to change the number of classes for fine-tuning. The
-smallest accepted input side is found once, at construction, by running the
-trunk on zero images, so stem overrides (``small_input``) and the design-space
-knobs never need a hand-kept table.
+smallest accepted input side is found once, at construction, by shape
+inference on a meta-device copy of the trunk, so stem overrides
+(``small_input``) and the design-space knobs never need a hand-kept table.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
 
 from ..errors import InputShapeError
 
-_PROBE_MAX_SIDE = 128
+_PROBE_START_SIDE = 32
+_PROBE_MAX_SIDE = 2048
 
 
 class ClassifierModel(nn.Module):
     """Base class: input validation, ``forward`` = features then head."""
-
-    in_chans: int
-    num_classes: int
-    min_input_size: int
 
     def __init__(self, in_chans: int, num_classes: int) -> None:
         super().__init__()
@@ -67,27 +66,26 @@ class ClassifierModel(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def _set_min_input_size(self) -> None:
-        """Binary-search the smallest square input the trunk accepts (run once, in eval mode)."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                lo, hi = 1, _PROBE_MAX_SIDE
-                if not self._trunk_accepts(hi):
-                    raise ValueError(f"model rejects even a {hi}x{hi} input; check its configuration")
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if self._trunk_accepts(mid):
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                self.min_input_size = lo
-        finally:
-            self.train(was_training)
+        """Find the smallest square input the trunk accepts: shape inference on a meta-device copy."""
+        probe = copy.deepcopy(self).to("meta").eval()
 
-    def _trunk_accepts(self, side: int) -> bool:
-        try:
-            out = self.forward_features(torch.zeros(1, self.in_chans, side, side))
-        except RuntimeError:
-            return False
-        return out.shape[-1] >= 1 and out.shape[-2] >= 1
+        def accepts(side: int) -> bool:
+            try:
+                out = probe.forward_features(torch.zeros(1, self.in_chans, side, side, device="meta"))
+            except RuntimeError:
+                return False
+            return out.shape[-1] >= 1 and out.shape[-2] >= 1
+
+        hi = _PROBE_START_SIDE
+        while not accepts(hi):
+            if hi >= _PROBE_MAX_SIDE:
+                raise ValueError(f"model rejects even a {hi}x{hi} input; check its configuration")
+            hi *= 2
+        lo = 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if accepts(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        self.min_input_size = lo

@@ -96,7 +96,9 @@ def list_models(pattern: Optional[str] = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatch(n.lower(), pattern.lower())]
 
 
-def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3, **overrides: Any) -> nn.Module:
+def create_model(
+    name: str, *, num_classes: int = 1000, in_chans: int = 3, weights: Optional[str] = None, **overrides: Any
+) -> nn.Module:
     """Build a registered model.
 
     Args:
@@ -105,7 +107,17 @@ def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3, **ove
         in_chans: input channels (1 for grey images).
         overrides: architecture keyword arguments of the family's constructor,
             e.g. ``small_input=True``, ``dropout=0.2`` or SqueezeNet's ``pct3x3=0.75``.
+        weights: a registered weights name or a weights file (``docs/weights.md``); the model is built
+            from the weights' metadata (checked against ``name``), loaded and put in eval mode; a
+            ``num_classes`` other than the default and the weights' own gets a fresh classifier.
     """
+    if weights is not None:
+        from ..weights import load_model  # lazy: squeezelab.weights imports this module
+
+        model, _ = load_model(weights, name, **overrides)
+        if num_classes not in (1000, getattr(model, "num_classes", num_classes)):
+            model.reset_classifier(num_classes)
+        return model
     entry = get_model_entry(name)
     try:
         model = entry.builder(num_classes=num_classes, in_chans=in_chans, **overrides)

@@ -31,6 +31,8 @@ DEFAULT_PCT3X3 = 0.5
 DEFAULT_FREQ = 2
 DEFAULT_SR = 0.125
 NUM_FIRES = 8
+#: Initial conv10 bias: keeps the ReLU'd classifier alive from scratch (see ``SqueezeNet._make_conv10``).
+CONV10_BIAS_INIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -190,9 +192,18 @@ class SqueezeNet(ClassifierModel):
         self._set_min_input_size()
 
     def _make_conv10(self, num_classes: int) -> nn.Conv2d:
+        """conv10: Caffe's gaussian std 0.01 weights, and a bias of :data:`CONV10_BIAS_INIT` (not 0).
+
+        conv10 is followed by a ReLU, so a class whose pre-activation turns
+        negative for every image gets no gradient again. With zero bias the
+        softmax gradient drives all ten below zero within ~30 SGD steps and
+        training stalls at chance (``docs/small-inputs.md``). A common positive
+        bias keeps the ReLU in its linear range at the start; softmax is
+        shift-invariant, so it changes no initial prediction.
+        """
         conv = nn.Conv2d(self.num_features, num_classes, kernel_size=1, padding=self.conv10_padding)
-        nn.init.normal_(conv.weight, mean=0.0, std=0.01)  # Caffe: gaussian std 0.01 for conv10
-        nn.init.zeros_(conv.bias)
+        nn.init.normal_(conv.weight, mean=0.0, std=0.01)
+        nn.init.constant_(conv.bias, CONV10_BIAS_INIT)
         return conv
 
     def _init_weights(self) -> None:

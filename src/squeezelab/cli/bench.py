@@ -1,0 +1,81 @@
+"""``squeezelab bench``: latency / throughput of each inference path against torchvision eager."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from ..errors import SqueezelabError
+from ..export.bench import BENCH_BACKENDS, BENCH_HEADERS, DEFAULT_BACKENDS, bench_model, bench_table_rows
+from ..export.timing import machine_info, sgemm_gflops
+from ..io import atomic_write_text
+from ..tables import format_table
+from .export import load_cli_model
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,32, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
+    return values
+
+
+def _backends(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in BENCH_BACKENDS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(unknown) or text!r}; "
+                                         f"choose from {', '.join(BENCH_BACKENDS)}")
+    return names
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="CPU latency, images/s and GFLOP/s of eager, optimized and ONNX Runtime")
+    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("--weights", help="weights for a single MODEL (default: random init; speed does not depend on it)")
+    p.add_argument("--batch", type=_int_list, default=[1, 32], help="comma-separated batch sizes (default 1,32)")
+    p.add_argument("--backends", type=_backends, default=list(DEFAULT_BACKENDS),
+                   help=f"comma-separated, from {', '.join(BENCH_BACKENDS)} (default {','.join(DEFAULT_BACKENDS)})")
+    p.add_argument("--threads", type=int, help="intra-op threads for torch and ONNX Runtime (default: torch's)")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--reps", type=int, default=30, help="timed rounds per configuration (default 30)")
+    p.add_argument("--max-seconds", type=float, default=30.0, help="stop a configuration's rounds after this long")
+    p.add_argument("--json", metavar="OUT", help="also write the rows and the machine description as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.weights and len(args.models) != 1:
+        raise SqueezelabError("--weights needs exactly one MODEL")
+    if args.threads is not None and args.threads < 1:
+        raise SqueezelabError(f"--threads must be at least 1, got {args.threads}")
+    if args.reps < 3:
+        raise SqueezelabError(f"--reps must be at least 3, got {args.reps}")
+    models = [load_cli_model(name, args.weights)[0] for name in args.models]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    sgemm = sgemm_gflops(threads)
+    info = machine_info()
+    print(f"machine: {info['cpu']}, {info['cpu_count']} cores ({info['capability']}), {threads} threads, "
+          f"load average {info['load_average'][0]:.2f}; sgemm {sgemm:.1f} GFLOP/s; input {args.input_size}x"
+          f"{args.input_size}")
+    rows = []
+    for model in models:
+        for batch in args.batch:
+            rows.extend(bench_model(model, batch, args.backends, input_size=args.input_size, threads=threads,
+                                    reps=args.reps, max_seconds=args.max_seconds, sgemm=sgemm))
+    info_after = machine_info()
+    print(format_table(BENCH_HEADERS, bench_table_rows(rows)))
+    print(f"load average after: {info_after['load_average'][0]:.2f}; * = fastest non-reference backend")
+    if args.json:
+        record = {"machine": info, "load_average_after": info_after["load_average"], "threads": threads,
+                  "sgemm_gflops": sgemm, "input_size": args.input_size, "rows": [r.as_dict() for r in rows]}
+        atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0

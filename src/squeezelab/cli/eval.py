@@ -1,0 +1,37 @@
+"""``squeezelab eval``: top-1 / top-5 accuracy on a folder of labelled images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from ..inference import evaluate
+from ..io import atomic_write_text
+from ..weights import load_model
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval", help="top-1/top-5 accuracy on an ImageFolder or ImageNet-sample folder")
+    p.add_argument("model", help="model name (checked against the weights' architecture)")
+    p.add_argument("--weights", required=True, help="registered name (see 'squeezelab convert --list') or a file")
+    p.add_argument("--data", required=True, help="class folders (sorted order = class index) or nXXXXXXXX_*.JPEG files")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--json", metavar="OUT", help="also write the results (with per-class accuracy) as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model, meta = load_model(args.weights, args.model)
+    result = evaluate(model, meta, args.data, batch_size=args.batch_size, workers=args.workers,
+                      progress=not args.no_progress)
+    print(f"{meta.architecture} weights {args.weights} on {args.data} [{result['layout']}]")
+    print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  ({result['count']} images, "
+          f"{result['skipped']} non-image files skipped, {result['seconds']:.1f}s)")
+    if args.json:
+        payload = {"model": meta.architecture, "weights": str(args.weights), "data": str(args.data), **result}
+        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,80 @@
+"""One call from weights to a ``.sqz`` file, with the per-stage size table (SqueezeNet paper Table 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+import torch
+from PIL import Image
+
+from ..errors import SqueezelabError
+from ..io import PathLike
+from ..weights.checkpoint import CheckpointMeta
+from .biascorr import correct_biases
+from .deep import CompressedModel, compress_state_dict
+from .prune import Masks
+from .sqz import encode_sqz, write_sqz
+
+MIB = 1 << 20
+
+
+@dataclass
+class CompressionReport:
+    """What :func:`compress_model` did: stage sizes in bytes, density and the written file."""
+
+    compressed: CompressedModel
+    meta: CheckpointMeta
+    sizes: list[tuple[str, int]]
+    path: Optional[Path] = None
+
+    @property
+    def file_bytes(self) -> int:
+        return self.sizes[-1][1]
+
+    def rows(self) -> list[list[object]]:
+        """Table rows: stage, bytes, MiB, MB, reduction vs dense fp32."""
+        dense = self.sizes[0][1]
+        return [[stage, size, f"{size / MIB:.3f}", f"{size / 1e6:.3f}", f"{dense / size:.1f}x"]
+                for stage, size in self.sizes]
+
+    HEADERS = ("stage", "bytes", "MiB", "MB", "vs dense")
+
+
+def compress_model(
+    state: dict[str, torch.Tensor],
+    meta: CheckpointMeta,
+    bits: int = 8,
+    density: Optional[float] = None,
+    index_bits: int = 4,
+    scope: Literal["layer", "global"] = "layer",
+    masks: Optional[Masks] = None,
+    output: Optional[PathLike] = None,
+    method: str = "optimal",
+    calibration: Optional[Sequence[Image.Image]] = None,
+) -> CompressionReport:
+    """Prune, share and Huffman-code ``state``; write ``output`` if given.
+
+    The last stage's size is the exact size of the ``.sqz`` file (header,
+    metadata with class names, codebooks, biases, Huffman tables and checksum included).
+    With ``calibration`` images the biases are corrected for the pruning and sharing
+    error (:mod:`.biascorr`); the images need no labels and should not be the evaluation set.
+    """
+    if masks is not None:
+        missing = [k for k in masks if k not in state]
+        if missing:
+            raise SqueezelabError(f"mask {missing[0]!r} matches no weight; the masks belong to another model")
+    compressed = compress_state_dict(state, bits=bits, density=density, index_bits=index_bits, scope=scope,
+                                     masks=masks, method=method)
+    if calibration:
+        correct_biases(compressed, state, meta, calibration)
+    meta = CheckpointMeta(**{**meta.__dict__, "extra": {**meta.extra, "compression": (
+        f"deep-compression bits={bits} density={compressed.density:.4f} index_bits={index_bits} "
+        f"codebook={method} bias_correction={len(calibration) if calibration else 0}_images")}})
+    if output is not None:
+        size = write_sqz(output, compressed, meta)
+    else:
+        size = len(encode_sqz(compressed, meta))
+    sizes = compressed.stage_sizes() + [("Huffman (.sqz file)", size)]
+    return CompressionReport(compressed, meta, sizes, Path(output) if output is not None else None)

@@ -1,0 +1,413 @@
+"""Labelled image datasets for training: digits, Fashion-MNIST, CIFAR-10 zips and ImageFolder trees.
+
+:func:`build_datasets` turns a source string into a train and a validation
+dataset plus everything a checkpoint must record (class names, channels and
+the evaluation :class:`~squeezelab.data.preprocess.Preprocess`):
+
+* ``digits``: scikit-learn's ``load_digits`` (1,797 8x8 grey images, no download);
+  a fixed stratified 80/20 split.
+* ``fashion-mnist[:DIR]``: the IDX files of Debian's ``dataset-fashion-mnist``
+  (default ``/usr/share/datasets/fashion-mnist``); train = 60k, val = the 10k test set.
+* ``cifar10:DIR``: ``cifar10_train_jpeg.zip`` and ``cifar10_test_jpeg.zip`` in DIR,
+  read straight from the zips (members ``<split>/<class>/<n>.jpg``).
+* any other string: an ImageFolder directory, either with ``train/`` and ``val/``
+  sub-folders of class folders, or class folders split by ``val_fraction``.
+
+Samples are addressed by ``(index, seed)`` pairs (see :class:`EpochSampler`):
+random augmentation of a sample is seeded by its pair, so an epoch is the same
+whatever the number of loader workers, and a run resumed mid-epoch sees exactly
+the images an uninterrupted one would. An image that fails to decode yields
+label :data:`SKIPPED_LABEL` (-1); the training loop ignores and counts it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, DistributedSampler
+from torchvision import transforms as T
+
+from ..errors import SqueezelabError
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+#: Label of a sample whose image could not be decoded (``cross_entropy(ignore_index=-1)``).
+SKIPPED_LABEL = -1
+#: Inputs at or below this side use the CIFAR-style recipe (pad-and-crop, squash resize).
+SMALL_INPUT_MAX = 64
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot"]
+# Per-dataset channel statistics (pixels / 255) measured on the training split.
+_STATS = {
+    "digits": ((0.3053,), (0.3759,)),
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """Per-dataset augmentation choices."""
+
+    flip: bool = True
+    random_resized_crop: bool = False
+
+
+class ImageDataset(Dataset):
+    """Images by index from a reader function, each with an integer label.
+
+    ``read(i)`` returns a PIL image; ``transform`` maps it to a tensor and may
+    use torch's random generator, which is seeded per sample when the dataset
+    is indexed with an ``(index, seed)`` pair.
+    """
+
+    def __init__(self, read: Callable[[int], Image.Image], labels: Sequence[int], transform: Callable) -> None:
+        self.read = read
+        self.labels = list(labels)
+        self.transform = transform
+        self.in_chans = 3
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        try:
+            image = self.read(index)
+            image.load()
+        except Exception:  # noqa: BLE001 - any decoder failure means "unreadable image"
+            return torch.zeros(self.in_chans, *self._size()), SKIPPED_LABEL
+        if seed is None:
+            return self.transform(image), self.labels[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(image), self.labels[index]
+
+    def _size(self) -> tuple[int, int]:
+        side = getattr(self.transform, "output_size", 1)
+        return side, side
+
+
+class _Transform:
+    """Optional torchvision augmentation, then the evaluation Preprocess (minus its resize when augmenting)."""
+
+    def __init__(self, preprocess: Preprocess, augment: Optional[Callable]) -> None:
+        self.preprocess = preprocess
+        self.augment = augment
+        self.output_size = preprocess.crop
+        self._tail = Preprocess(**{**preprocess.__dict__, "resize": preprocess.crop, "resize_mode": "squash"})
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if self.augment is None:
+            return self.preprocess(image)
+        return self._tail(self.augment(image))
+
+
+@dataclass
+class DatasetBundle:
+    """What :func:`build_datasets` returns."""
+
+    train: ImageDataset
+    val: ImageDataset
+    classes: list[str]
+    in_chans: int
+    input_size: int
+    preprocess: Preprocess
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Yields ``(index, seed)`` pairs: a :class:`DistributedSampler` order plus a per-sample augmentation seed.
+
+    The order depends only on ``seed``, ``epoch``, ``rank`` and ``world_size``;
+    ``start`` skips the first samples of this rank's share (resume mid-epoch).
+    """
+
+    def __init__(self, dataset: Dataset, *, seed: int, epoch: int, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1, start: int = 0) -> None:
+        self.inner = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+                                        drop_last=False)
+        self.inner.set_epoch(epoch)
+        self.seed, self.epoch, self.start = seed, epoch, start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices = list(self.inner)[self.start:]
+        for i in indices:
+            yield int(i), (self.seed * 1_000_003 + self.epoch * 10_007 + int(i)) % (2 ** 63)
+
+    def __len__(self) -> int:
+        return max(0, len(self.inner) - self.start)
+
+
+class _ArrayReader:
+    """Grey uint8 images (N, H, W) in memory -> PIL images."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+
+    def __call__(self, index: int) -> Image.Image:
+        return Image.fromarray(np.ascontiguousarray(self.images[index], dtype=np.uint8), mode="L")
+
+
+def _eval_preprocess(input_size: int, mean: tuple[float, ...], std: tuple[float, ...], in_chans: int) -> Preprocess:
+    if in_chans == 3 and len(mean) == 1:
+        mean, std = mean * 3, std * 3
+    if input_size <= SMALL_INPUT_MAX:
+        return Preprocess(crop=input_size, resize=input_size, resize_mode="squash", mean=mean, std=std,
+                          grayscale=in_chans == 1)
+    # torchvision's ImageNet evaluation: resize to input/0.875 then centre crop.
+    return Preprocess(crop=input_size, resize=int(round(input_size / 0.875)), mean=mean, std=std,
+                      grayscale=in_chans == 1)
+
+
+def _augmentation(input_size: int, recipe: _Recipe) -> Callable:
+    steps: list[Callable] = []
+    if input_size > SMALL_INPUT_MAX or recipe.random_resized_crop:
+        steps.append(T.RandomResizedCrop(input_size, antialias=True))
+    else:
+        # CIFAR recipe (He et al. 2016, section 4.2): pad by 1/8 of the side, random crop.
+        steps += [T.Resize((input_size, input_size), antialias=True), T.RandomCrop(input_size, padding=input_size // 8)]
+    if recipe.flip:
+        steps.append(T.RandomHorizontalFlip())
+    return T.Compose(steps)
+
+
+def _stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_val = int(round(len(idx) * val_fraction))
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def _subset(indices: np.ndarray, limit: Optional[int], seed: int) -> np.ndarray:
+    if limit is None or limit >= len(indices):
+        return indices
+    return np.sort(np.random.default_rng(seed).permutation(indices)[:limit])
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (LeCun's MNIST format; magic 0x0803 images, 0x0801 labels), gzip or plain."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:
+        raise SqueezelabError(f"cannot read {path}: {exc}") from None
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise SqueezelabError(f"{path} is not an IDX uint8 file (bad magic number)")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + int(np.prod(dims))
+    if len(data) != expected:
+        raise SqueezelabError(f"{path} is truncated: {len(data)} bytes, expected {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _fashion_mnist(directory: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    root = Path(directory)
+    if not root.is_dir():
+        raise SqueezelabError(f"Fashion-MNIST directory {root} does not exist; install it with "
+                              f"'apt-get install dataset-fashion-mnist' or pass fashion-mnist:DIR")
+
+    def find(stem: str) -> Path:
+        for name in (f"{stem}.gz", stem):
+            if (root / name).is_file():
+                return root / name
+        raise SqueezelabError(f"{root} has no {stem}[.gz]; expected the four Fashion-MNIST IDX files")
+
+    parts = []
+    for split in ("train", "t10k"):
+        images = _read_idx(find(f"{split}-images-idx3-ubyte"))
+        labels = _read_idx(find(f"{split}-labels-idx1-ubyte"))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise SqueezelabError(f"{root}: {split} images {images.shape} and labels {labels.shape} do not match")
+        parts.append((images, labels.astype(np.int64)))
+    return parts[0], parts[1]
+
+
+class _ZipReader:
+    """Reads members of a zip file; reopens the archive in each process (DataLoader workers fork)."""
+
+    def __init__(self, path: Path, members: list[str]) -> None:
+        self.path, self.members = path, members
+        self._zip: Optional[zipfile.ZipFile] = None
+        self._pid = -1
+
+    def __call__(self, index: int) -> Image.Image:
+        if self._zip is None or self._pid != os.getpid():
+            self._zip = zipfile.ZipFile(self.path)
+            self._pid = os.getpid()
+        with self._zip.open(self.members[index]) as handle:
+            image = Image.open(handle)
+            image.load()
+        return image
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "members": self.members, "_zip": None, "_pid": -1}
+
+
+def _zip_split(path: Path) -> tuple[list[str], list[int], list[str]]:
+    if not path.is_file():
+        raise SqueezelabError(f"{path} not found; pass cifar10:DIR where DIR holds cifar10_train_jpeg.zip and "
+                              f"cifar10_test_jpeg.zip")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS)]
+    except zipfile.BadZipFile as exc:
+        raise SqueezelabError(f"{path} is not a readable zip file ({exc})") from None
+    members = sorted(n for n in names if n.count("/") >= 2)
+    if not members:
+        raise SqueezelabError(f"{path} holds no images laid out as <split>/<class>/<file>.jpg")
+    classes = sorted({m.split("/")[-2] for m in members})
+    index = {c: i for i, c in enumerate(classes)}
+    return members, [index[m.split("/")[-2]] for m in members], classes
+
+
+def _scan_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((root / name).rglob("*")):
+            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(path)
+                labels.append(label)
+    if not classes or not files:
+        raise SqueezelabError(f"{root} holds no images in class sub-folders; expected {root}/<class>/<image>.jpg "
+                              f"(or train/ and val/ folders laid out that way)")
+    return files, labels, classes
+
+
+class _FileReader:
+    """Image files on disk -> PIL images."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __call__(self, index: int) -> Image.Image:
+        return Image.open(self.files[index])
+
+
+def build_datasets(
+    source: str,
+    input_size: Optional[int] = None,
+    *,
+    in_chans: Optional[int] = None,
+    augment: bool = True,
+    val_fraction: float = 0.2,
+    train_limit: Optional[int] = None,
+    val_limit: Optional[int] = None,
+    seed: int = 0,
+) -> DatasetBundle:
+    """Build train/val datasets for ``source`` (see the module docstring for the forms).
+
+    Args:
+        input_size: side of the square model input; default 32 for digits, Fashion-MNIST and
+            CIFAR-10, 224 for ImageFolder data.
+        in_chans: 1 or 3; default the data's own (1 for digits and Fashion-MNIST). Grey data fed
+            to a 3-channel model is replicated, which pretrained RGB weights need.
+        augment: random crops and flips on the training split.
+        val_fraction: held-out share for digits and for ImageFolder trees without a ``val/`` folder.
+        train_limit, val_limit: use a fixed random subset of at most this many images (stratified by seed).
+        seed: the split and subset seed.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise SqueezelabError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    kind, _, arg = source.partition(":")
+    kind = kind.lower()
+    recipe = _Recipe()
+    if kind == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+        labels = digits.target.astype(np.int64)
+        train_idx, val_idx = _stratified_split(labels, val_fraction, seed=0)
+        train_arrays, val_arrays = (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
+        classes, native_chans, stats, default_size = [str(i) for i in range(10)], 1, _STATS["digits"], 32
+        recipe = _Recipe(flip=False)
+    elif kind == "fashion-mnist":
+        train_arrays, val_arrays = _fashion_mnist(arg or FASHION_MNIST_DIR)
+        classes, native_chans, stats, default_size = list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32
+    elif kind == "cifar10" and arg:
+        train_arrays = val_arrays = None
+        native_chans, stats, default_size = 3, _STATS["cifar10"], 32
+    else:
+        kind = "folder"
+        native_chans, stats, default_size = 3, (IMAGENET_MEAN, IMAGENET_STD), 224
+    size = int(input_size or default_size)
+    if size < 1:
+        raise SqueezelabError(f"input size must be positive, got {size}")
+    chans = int(in_chans or native_chans)
+    if chans not in (1, 3):
+        raise SqueezelabError(f"in_chans must be 1 or 3, got {chans}")
+    if chans == 1 and native_chans == 3:
+        stats = ((float(np.mean(stats[0])),), (float(np.mean(stats[1])),))
+    preprocess = _eval_preprocess(size, stats[0], stats[1], chans)
+    train_tf = _Transform(preprocess, _augmentation(size, recipe) if augment else None)
+    val_tf = _Transform(preprocess, None)
+
+    if train_arrays is not None:
+        (tr_x, tr_y), (va_x, va_y) = train_arrays, val_arrays
+        tr_i = _subset(np.arange(len(tr_y)), train_limit, seed)
+        va_i = _subset(np.arange(len(va_y)), val_limit, seed)
+        tr_x, tr_y, va_x, va_y = tr_x[tr_i], tr_y[tr_i], va_x[va_i], va_y[va_i]
+        train = ImageDataset(_ArrayReader(tr_x), tr_y.tolist(), train_tf)
+        val = ImageDataset(_ArrayReader(va_x), va_y.tolist(), val_tf)
+    elif kind == "cifar10":
+        root = Path(arg)
+        if not root.is_dir():
+            raise SqueezelabError(f"CIFAR-10 directory {root} does not exist")
+        tr_m, tr_y, classes = _zip_split(root / "cifar10_train_jpeg.zip")
+        va_m, va_y, val_classes = _zip_split(root / "cifar10_test_jpeg.zip")
+        if val_classes != classes:
+            raise SqueezelabError(f"{root}: train and test zips have different classes")
+        tr_i = _subset(np.arange(len(tr_y)), train_limit, seed)
+        va_i = _subset(np.arange(len(va_y)), val_limit, seed)
+        train = ImageDataset(_ZipReader(root / "cifar10_train_jpeg.zip", [tr_m[i] for i in tr_i]),
+                             [tr_y[i] for i in tr_i], train_tf)
+        val = ImageDataset(_ZipReader(root / "cifar10_test_jpeg.zip", [va_m[i] for i in va_i]),
+                           [va_y[i] for i in va_i], val_tf)
+    else:
+        root = Path(source)
+        if not root.is_dir():
+            raise SqueezelabError(f"data source {source!r} is not a directory or one of digits, fashion-mnist[:DIR], "
+                                  f"cifar10:DIR")
+        if (root / "train").is_dir() and (root / "val").is_dir():
+            tr_f, tr_y, classes = _scan_folder(root / "train")
+            va_f, va_y, val_classes = _scan_folder(root / "val")
+            if val_classes != classes:
+                raise SqueezelabError(f"{root}: train/ and val/ have different class folders "
+                                      f"({len(classes)} vs {len(val_classes)})")
+            tr_i, va_i = np.arange(len(tr_y)), np.arange(len(va_y))
+        else:
+            tr_f, tr_y, classes = _scan_folder(root)
+            va_f, va_y = tr_f, tr_y
+            tr_i, va_i = _stratified_split(np.asarray(tr_y), val_fraction, seed)
+            if len(tr_i) == 0 or len(va_i) == 0:
+                raise SqueezelabError(f"{root} has too few images to split off a {val_fraction:.0%} validation set")
+        tr_i, va_i = _subset(tr_i, train_limit, seed), _subset(va_i, val_limit, seed)
+        train_files, val_files = [tr_f[i] for i in tr_i], [va_f[i] for i in va_i]
+        train = ImageDataset(_FileReader(train_files), [tr_y[i] for i in tr_i], train_tf)
+        val = ImageDataset(_FileReader(val_files), [va_y[i] for i in va_i], val_tf)
+    if len(classes) < 2:
+        raise SqueezelabError(f"{source} has {len(classes)} class; training a classifier needs at least 2")
+    for ds in (train, val):
+        ds.in_chans = chans
+    return DatasetBundle(train, val, list(classes), chans, size, preprocess, source)

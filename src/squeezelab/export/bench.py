@@ -1,0 +1,148 @@
+"""``squeezelab bench``: latency, throughput and roofline of each inference path, measured in one run.
+
+Backends (all on one model with the same weights, checked against the zoo's
+eager model before timing):
+
+``torchvision``  torchvision's eager model (NCHW), for squeezenet1_0 / 1_1 only: the reference.
+``zoo``          the zoo model as built, eager NCHW (the reference for architectures torchvision lacks).
+``eager``        :func:`~squeezelab.optimize` with ``backend="eager"``: BN folded, channels_last.
+``onnxruntime``  :func:`~squeezelab.optimize` with ``backend="onnxruntime"`` (spinning off).
+``compile``      :func:`~squeezelab.optimize` with ``backend="compile"`` (minutes to compile).
+
+GFLOP/s counts 2 FLOPs per multiply-accumulate of :func:`~squeezelab.analysis.count_macs`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..analysis import count_macs
+from ..errors import SqueezelabError
+from .optimize import FP32_TOLERANCE, max_error, optimize
+from .timing import interleaved
+
+BENCH_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime", "compile")
+DEFAULT_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime")
+TORCHVISION_ARCHS = ("squeezenet1_0", "squeezenet1_1")
+
+
+@dataclass
+class BenchRow:
+    """One (model, batch, backend) measurement."""
+
+    model: str
+    batch: int
+    backend: str
+    median_ms: float
+    p90_ms: float
+    ms_per_image: float
+    images_per_s: float
+    gflops: float
+    roofline_fraction: float
+    speedup_vs_reference: float
+    reference: str
+    error: float
+    reps: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def torchvision_model(model: nn.Module) -> Optional[nn.Module]:
+    """torchvision's model of the same architecture with ``model``'s weights, or None if torchvision lacks it."""
+    name = getattr(model, "model_name", "")
+    if name not in TORCHVISION_ARCHS or getattr(model, "conv10_padding", 0) or getattr(model, "in_chans", 3) != 3:
+        return None
+    import torchvision
+
+    tv = getattr(torchvision.models, name)(num_classes=model.num_classes)
+    tv.load_state_dict(model.state_dict(), strict=True)  # the zoo uses torchvision's keys
+    return tv.eval()
+
+
+def _runners(model: nn.Module, backends: Sequence[str], example: torch.Tensor, threads: int
+             ) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    for backend in backends:
+        if backend == "torchvision":
+            tv = torchvision_model(model)
+            if tv is not None:
+                runners[backend] = tv
+        elif backend == "zoo":
+            runners[backend] = copy.deepcopy(model).eval()
+        elif backend in ("eager", "onnxruntime", "compile"):
+            runners[backend] = optimize(model, example, backend=backend, threads=threads)
+        else:
+            raise SqueezelabError(f"unknown bench backend {backend!r}; choose from {', '.join(BENCH_BACKENDS)}")
+    return runners
+
+
+def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_BACKENDS, input_size: int = 224,
+                threads: Optional[int] = None, reps: int = 30, max_seconds: float = 30.0, warmup: int = 3,
+                sgemm: Optional[float] = None) -> list[BenchRow]:
+    """Time ``backends`` on ``model`` at ``batch`` x ``input_size``^2, interleaved; one row per backend.
+
+    The reference for ``speedup_vs_reference`` is ``torchvision`` when it is measured for this
+    architecture, else ``zoo``; it is always measured.
+    """
+    model = model.eval()
+    threads = threads or torch.get_num_threads()
+    name = getattr(model, "model_name", type(model).__name__)
+    x = torch.randn(batch, int(getattr(model, "in_chans", 3)), input_size, input_size,
+                    generator=torch.Generator().manual_seed(0))
+    if hasattr(model, "check_input"):
+        model.check_input(x)
+    wanted = list(dict.fromkeys(backends))
+    reference_name = "torchvision" if "torchvision" in wanted and torchvision_model(model) is not None else "zoo"
+    if reference_name not in wanted:
+        wanted.insert(0, reference_name)
+    runners = _runners(model, wanted, x, threads)
+    with torch.inference_mode():
+        expected = model(x)
+        errors = {n: max_error(r(x), expected) for n, r in runners.items()}
+    bad = {n: e for n, e in errors.items() if e > FP32_TOLERANCE}
+    if bad:
+        raise SqueezelabError(f"{name}: backends {', '.join(bad)} differ from eager by more than "
+                              f"{FP32_TOLERANCE:.0e} ({', '.join(f'{e:.1e}' for e in bad.values())}); not timing them")
+    with torch.inference_mode():
+        times = interleaved({n: (lambda r=r: r(x)) for n, r in runners.items()}, reps=reps, warmup=warmup,
+                            max_seconds=max_seconds)
+    flops = 2.0 * count_macs(model, input_size) * batch
+    reference_median = times[reference_name].median
+    rows = []
+    for backend, timing in times.items():
+        median = timing.median
+        gflops = flops / median / 1e9
+        rows.append(BenchRow(
+            model=name, batch=batch, backend=backend, median_ms=median * 1e3, p90_ms=timing.p90 * 1e3,
+            ms_per_image=median * 1e3 / batch, images_per_s=batch / median, gflops=gflops,
+            roofline_fraction=gflops / sgemm if sgemm else float("nan"),
+            speedup_vs_reference=reference_median / median, reference=reference_name, error=errors[backend],
+            reps=len(timing.samples)))
+    return rows
+
+
+def bench_table_rows(rows: Sequence[BenchRow]) -> list[list[Any]]:
+    """Table cells; the fastest non-reference backend of each (model, batch) is marked with '*'."""
+    best: dict[tuple[str, int], str] = {}
+    for row in rows:
+        key = (row.model, row.batch)
+        if row.backend != row.reference and (key not in best or row.median_ms < next(
+                r.median_ms for r in rows if (r.model, r.batch, r.backend) == (*key, best[key]))):
+            best[key] = row.backend
+    cells = []
+    for r in rows:
+        mark = "*" if best.get((r.model, r.batch)) == r.backend else ""
+        cells.append([r.model, r.batch, r.backend + mark, round(r.median_ms, 2), round(r.p90_ms, 2),
+                      round(r.ms_per_image, 2), round(r.images_per_s, 1), round(r.gflops, 1),
+                      f"{100 * r.roofline_fraction:.0f}%", f"{r.speedup_vs_reference:.2f}x vs {r.reference}"])
+    return cells
+
+
+BENCH_HEADERS = ["model", "batch", "backend", "median ms", "p90 ms", "ms/img", "img/s", "GFLOP/s", "of sgemm",
+                 "speedup"]

@@ -1,0 +1,79 @@
+"""Fold eval-mode BatchNorm into the convolution before it.
+
+A BatchNorm after a convolution is an affine map per output channel, so in
+eval mode it folds into the convolution's weight and bias (Ioffe & Szegedy
+2015, section 3.1: the inference-time transform is linear): W' = W * g / s,
+b' = (b - mu) * g / s + beta with s = sqrt(var + eps). The graph is found
+with ``torch.fx`` over ``forward_features`` and ``forward_head`` (the models'
+``forward`` only adds the input check, which is Python control flow that fx
+cannot trace), so a fold happens wherever a Conv2d's only user is a
+BatchNorm2d: SqueezeNext's 111 conv-BN pairs, the textbook Fire's squeeze.
+A BatchNorm after a pooling layer (the textbook stem) stays as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..errors import SqueezelabError
+
+
+class _Body(nn.Module):
+    """``model.forward`` without the input check, so fx can trace it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(x))
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """fx-trace a zoo model's features + head (or any traceable module's forward)."""
+    target = _Body(model) if hasattr(model, "forward_features") and hasattr(model, "forward_head") else model
+    try:
+        return fx.symbolic_trace(target)
+    except Exception as exc:  # fx raises TraceError, TypeError, ... on data-dependent control flow
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SqueezelabError(f"cannot trace {type(model).__name__} to fold BatchNorm: {first}; "
+                              "use optimize(..., backend='onnxruntime') or pass a model without data-dependent "
+                              "control flow") from None
+
+
+def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
+    """A copy of ``model`` (eval mode) as an fx GraphModule with every Conv2d -> BatchNorm2d pair folded.
+
+    The result has no input check and returns the same logits (to float rounding,
+    about 1e-6 relative). The number of folds is stored as ``folded_batchnorms``.
+    """
+    module = copy.deepcopy(model).eval()
+    graph_module = trace(module)
+    modules = dict(graph_module.named_modules())
+    folds = 0
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
+            continue
+        source = node.args[0]
+        if not (isinstance(source, fx.Node) and source.op == "call_module"
+                and isinstance(modules.get(source.target), nn.Conv2d) and len(source.users) == 1):
+            continue
+        bn = modules[node.target]
+        if not bn.track_running_stats or bn.running_mean is None:
+            continue
+        conv = fuse_conv_bn_eval(modules[source.target], bn)
+        parent, _, name = source.target.rpartition(".")
+        setattr(graph_module.get_submodule(parent) if parent else graph_module, name, conv)
+        modules[source.target] = conv
+        node.replace_all_uses_with(source)
+        graph_module.graph.erase_node(node)
+        folds += 1
+    graph_module.graph.lint()
+    graph_module.delete_all_unused_submodules()
+    graph_module.recompile()
+    graph_module.folded_batchnorms = folds
+    return graph_module

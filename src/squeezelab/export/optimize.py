@@ -1,0 +1,216 @@
+"""``squeezelab.optimize``: the fastest numerically-checked inference path for this machine.
+
+Every candidate starts from the same prepared model: a copy in eval mode with
+BatchNorm folded into the convolutions (:mod:`.fold`) and channels_last
+weights and inputs (oneDNN's direct convolutions for NHWC avoid the im2col
+copies of NCHW; torchvision eager squeezenet1_0 at batch 1 drops from 37 to
+19 ms on the reference 2-core machine, issue 8). Candidates:
+
+``eager``        the prepared model under ``torch.inference_mode``.
+``onnxruntime``  the model exported to ONNX (in memory) and run by ONNX Runtime
+                 with spinning disabled (:class:`.runtime.OnnxRuntimeModule`).
+``compile``      ``torch.compile`` (Inductor, freezing on) of the prepared model.
+``int8``         ``squeezelab.compress.int8`` when installed and ``allow_int8=True``
+                 (changes accuracy, so never chosen silently).
+
+``backend="auto"`` builds the candidates in ``candidates`` (default eager and
+onnxruntime, plus int8 when allowed), rejects any whose logits differ from the
+eager model by more than ``1e-4`` (relative to the logit scale, see
+:func:`max_error`), times the rest interleaved on ``example_input`` and keeps
+the fastest. ``compile`` is left out of the default list because Inductor
+needed 150 s to compile squeezenet1_0 on the 2-core machine and was not faster
+than ONNX Runtime there (docs/inference.md); ask for it by name.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import SqueezelabError
+from .fold import fold_batchnorm
+from .timing import interleaved
+
+BACKENDS = ("eager", "onnxruntime", "compile", "int8")
+AUTO_CANDIDATES = ("eager", "onnxruntime")
+#: fp32 parity bound of issue 8 (max abs logit difference, scaled by max(1, max |logit|)).
+FP32_TOLERANCE = 1e-4
+
+
+def max_error(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """Max abs difference divided by max(1, max |reference|).
+
+    Randomly initialised deep models (SqueezeNext-44 without trained BN statistics)
+    produce logits of 1e7, where fp32 rounding alone exceeds 1e-4 absolute; for
+    logits of order 1 (any trained model) this is the plain max abs difference.
+    """
+    diff = (output.float() - reference.float()).abs().max().item()
+    return diff / max(1.0, reference.abs().max().item())
+
+
+@dataclass
+class Candidate:
+    """One backend tried by :func:`optimize`."""
+
+    backend: str
+    error: Optional[float] = None
+    median_ms: Optional[float] = None
+    rejected: str = ""
+
+
+@dataclass
+class OptimizeReport:
+    """How :func:`optimize` decided: every candidate's error and time."""
+
+    chosen: str
+    candidates: list[Candidate] = field(default_factory=list)
+    folded_batchnorms: int = 0
+
+    def summary(self) -> str:
+        parts = []
+        for c in self.candidates:
+            if c.rejected:
+                parts.append(f"{c.backend}: rejected ({c.rejected})")
+            else:
+                timing = f"{c.median_ms:.2f} ms" if c.median_ms is not None else "not timed"
+                parts.append(f"{c.backend}: {timing}, error {c.error:.1e}")
+        return f"chose {self.chosen} ({'; '.join(parts)}); {self.folded_batchnorms} BatchNorms folded"
+
+
+class OptimizedModel(nn.Module):
+    """An inference-only module: input check, channels_last input, ``torch.inference_mode``.
+
+    Attributes: ``backend`` (the path in use), ``report`` (:class:`OptimizeReport`).
+    """
+
+    def __init__(self, runner: Callable[[torch.Tensor], torch.Tensor], backend: str, report: OptimizeReport,
+                 in_chans: int, min_input_size: int, channels_last: bool) -> None:
+        super().__init__()
+        self.runner = runner
+        self.backend = backend
+        self.report = report
+        self.in_chans = in_chans
+        self.min_input_size = min_input_size
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from ..models._base import ClassifierModel
+
+        ClassifierModel.check_input(self, x)  # same one-line errors as the eager model
+        with torch.inference_mode():
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return self.runner(x)
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend!r}"
+
+
+def _default_input(model: nn.Module) -> torch.Tensor:
+    size = 224
+    name = getattr(model, "model_name", None)
+    if name:
+        from ..models import get_model_entry
+
+        size = get_model_entry(name).input_size
+    size = max(size, int(getattr(model, "min_input_size", 1)))
+    return torch.randn(1, int(getattr(model, "in_chans", 3)), size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _build(backend: str, prepared: nn.Module, model: nn.Module, example: torch.Tensor, threads: Optional[int]
+           ) -> tuple[Callable[[torch.Tensor], torch.Tensor], bool]:
+    """(runner, wants channels_last input) for one backend."""
+    if backend == "eager":
+        return prepared, True
+    if backend == "onnxruntime":
+        from .onnx import onnx_bytes
+        from .runtime import OnnxRuntimeModule
+
+        data = onnx_bytes(prepared, input_size=example.shape[-1], dynamic_batch=True)
+        return OnnxRuntimeModule(data, threads=threads), False
+    if backend == "compile":
+        return torch.compile(prepared, options={"freezing": True}), True
+    if backend == "int8":
+        if importlib.util.find_spec("squeezelab.compress.int8") is None:
+            raise SqueezelabError("INT8 needs squeezelab.compress.int8, which is not installed in this version")
+        int8 = importlib.import_module("squeezelab.compress.int8")
+        return int8.quantize_for_inference(copy.deepcopy(model).eval(), example), False
+    raise SqueezelabError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+
+
+def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, backend: str = "auto", *,
+             candidates: Sequence[str] = AUTO_CANDIDATES, allow_int8: bool = False, threads: Optional[int] = None,
+             reps: int = 10) -> OptimizedModel:
+    """Return a fast inference module with the same outputs as ``model``.
+
+    Args:
+        model: a zoo model (or any fx-traceable CNN); it is copied, not changed.
+        example_input: the batch shape to check and time with (default: one image at
+            the model's design size). Inputs of other batch sizes work too.
+        backend: ``"auto"`` (fastest checked candidate) or one of :data:`BACKENDS`.
+        candidates: the backends ``auto`` tries (default eager and onnxruntime).
+        allow_int8: let ``auto`` also try INT8, whose logits differ from fp32 by design.
+        threads: intra-op threads for ONNX Runtime (default ``torch.get_num_threads()``).
+        reps: interleaved timing rounds for ``auto``.
+
+    Raises:
+        SqueezelabError: an unknown backend, or a requested backend that fails to build
+            or whose logits differ from eager by more than 1e-4.
+    """
+    if backend != "auto" and backend not in BACKENDS:
+        raise SqueezelabError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+    example = _default_input(model) if example_input is None else example_input
+    if hasattr(model, "check_input"):
+        model.check_input(example)
+    reference_model = copy.deepcopy(model).float().eval()
+    with torch.inference_mode():
+        reference = reference_model(example)
+    prepared = fold_batchnorm(reference_model).to(memory_format=torch.channels_last)
+    names = [backend] if backend != "auto" else list(dict.fromkeys([*candidates, *(["int8"] if allow_int8 else [])]))
+    tried: list[Candidate] = []
+    runners: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], bool]] = {}
+    for name in names:
+        candidate = Candidate(name)
+        tried.append(candidate)
+        try:
+            runner, wants_cl = _build(name, prepared, model, example, threads)
+            x = example.contiguous(memory_format=torch.channels_last) if wants_cl else example
+            with torch.inference_mode():
+                candidate.error = max_error(runner(x), reference)
+        except SqueezelabError as exc:
+            if backend != "auto":
+                raise
+            candidate.rejected = str(exc)
+            continue
+        tolerance = FP32_TOLERANCE if name != "int8" else float("inf")
+        if candidate.error > tolerance:
+            candidate.rejected = f"error {candidate.error:.1e} > {tolerance:.0e}"
+            if backend != "auto":
+                raise SqueezelabError(f"the {name} backend changes the logits by {candidate.error:.1e} "
+                                      f"(> {tolerance:.0e}); use backend='eager'")
+            continue
+        runners[name] = (runner, wants_cl)
+    if not runners:
+        raise SqueezelabError("no backend passed the parity check: " + "; ".join(f"{c.backend}: {c.rejected}"
+                                                                                  for c in tried))
+    if len(runners) > 1:
+        inputs = {n: example.contiguous(memory_format=torch.channels_last) if cl else example
+                  for n, (_, cl) in runners.items()}
+        with torch.inference_mode():
+            times = interleaved({n: (lambda n=n: runners[n][0](inputs[n])) for n in runners}, reps=reps,
+                                max_seconds=5.0)
+        for candidate in tried:
+            if candidate.backend in times:
+                candidate.median_ms = times[candidate.backend].median * 1e3
+        chosen = min(times, key=lambda n: times[n].median)
+    else:
+        chosen = next(iter(runners))
+    report = OptimizeReport(chosen, tried, getattr(prepared, "folded_batchnorms", 0))
+    runner, wants_cl = runners[chosen]
+    return OptimizedModel(runner, chosen, report, int(getattr(model, "in_chans", example.shape[1])),
+                          int(getattr(model, "min_input_size", 1)), wants_cl)

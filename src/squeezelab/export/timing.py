@@ -1,0 +1,101 @@
+"""Honest CPU timing: interleaved repetitions, warm-up, no sleeping, the machine's load on record.
+
+Candidates are timed round-robin (A B C A B C ...) so a change in the
+machine's load hits all of them alike; the start of each round rotates so no
+candidate always runs right after the same neighbour. Nothing sleeps between
+calls: on a VM an idle pause lets the cores clock down and the next call pays
+for it. The roofline is the best fp32 matrix multiply rate ``torch.mm``
+reaches with the same thread count (2 * n^3 FLOPs per n x n product).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+
+
+@dataclass
+class Timing:
+    """Seconds per call of one candidate."""
+
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p90(self) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+
+
+def interleaved(calls: Mapping[str, Callable[[], Any]], reps: int = 20, warmup: int = 2,
+                max_seconds: float = float("inf")) -> dict[str, Timing]:
+    """Time every call ``reps`` times, round-robin, after ``warmup`` untimed rounds.
+
+    Stops early (after at least 3 rounds) once ``max_seconds`` of timed work have passed.
+    """
+    names = list(calls)
+    for _ in range(warmup):
+        for name in names:
+            calls[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    spent = 0.0
+    for rep in range(reps):
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for name in order:
+            start = time.perf_counter()
+            calls[name]()
+            elapsed = time.perf_counter() - start
+            samples[name].append(elapsed)
+            spent += elapsed
+        if rep >= 2 and spent > max_seconds:
+            break
+    return {name: Timing(values) for name, values in samples.items()}
+
+
+def sgemm_gflops(threads: int | None = None, n: int = 1024, reps: int = 10) -> float:
+    """Best fp32 ``torch.mm`` rate (GFLOP/s) of this machine with ``threads`` threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out = torch.empty(n, n)
+        torch.mm(a, b, out=out)
+        best = float("inf")
+        for _ in range(reps):
+            start = time.perf_counter()
+            torch.mm(a, b, out=out)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    return 2 * n ** 3 / best / 1e9
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, core count, load average, threads and library versions, for every benchmark record."""
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,173 @@
+"""Top-1 / top-5 accuracy on a folder of labelled images.
+
+Two layouts (``docs/weights.md``):
+
+* ImageFolder: one sub-folder per class, sorted folder order = class index. If
+  every folder name is an ImageNet wnid (``n01440764``) and the model has 1000
+  classes, the wnid's index in the synset list is used instead (so a subset of
+  the 1000 classes keeps the right labels); if every folder name is one of the
+  weights' category names, that category's index is used.
+* ImageNet flat: files named ``nXXXXXXXX_anything.JPEG`` in one folder (e.g.
+  ``shared/data/images/imagenet_samples_100``); the label is the wnid's index.
+
+Files without an image extension are skipped and counted; an image file that
+does not decode is a one-line error naming it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.preprocess import Preprocess
+from ..errors import SqueezelabError
+from ..io import PathLike
+from ..weights.checkpoint import CheckpointMeta
+from ..weights.imagenet import imagenet_wnids
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"})
+_WNID = re.compile(r"^(n\d{8})(?:_|$)")
+
+
+@dataclass
+class LabelledImages:
+    """The samples found in a data folder: (path, class index) pairs, the layout and what was skipped."""
+
+    samples: list[tuple[Path, int]]
+    layout: str
+    skipped: list[Path] = field(default_factory=list)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
+    """Find the labelled images of ``data_dir`` in either layout (module docstring)."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise SqueezelabError(f"data folder {root} does not exist or is not a folder")
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    folders = [p for p in entries if p.is_dir()]
+    wnid_index = {w: i for i, w in enumerate(imagenet_wnids())} if meta.num_classes == 1000 else {}
+    skipped: list[Path] = []
+    samples: list[tuple[Path, int]] = []
+    if folders:
+        names = [p.name for p in folders]
+        if wnid_index and all(n in wnid_index for n in names):
+            layout, labels = "imagefolder (ImageNet wnid folders)", [wnid_index[n] for n in names]
+        elif meta.categories and all(n in meta.categories for n in names):
+            layout, labels = "imagefolder (category-name folders)", [meta.categories.index(n) for n in names]
+        else:
+            layout, labels = "imagefolder (sorted folders)", list(range(len(names)))
+        if len(names) > meta.num_classes:
+            raise SqueezelabError(f"{root} has {len(names)} class folders but the model has {meta.num_classes} "
+                                  f"classes; point --data at a folder with at most {meta.num_classes}")
+        skipped.extend(p for p in entries if p.is_file())
+        for folder, label in zip(folders, labels):
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                (samples.append((path, label)) if _is_image(path) else skipped.append(path))
+    else:
+        layout = "imagenet flat (label = wnid in the file name)"
+        for path in entries:
+            match = _WNID.match(path.name)
+            if _is_image(path) and match and match.group(1) in wnid_index:
+                samples.append((path, wnid_index[match.group(1)]))
+            else:
+                skipped.append(path)
+    if not samples:
+        raise SqueezelabError(f"no labelled images in {root}; expected class folders (ImageFolder) or files named "
+                              f"nXXXXXXXX_*.JPEG for a 1000-class ImageNet model")
+    return LabelledImages(samples, layout, skipped)
+
+
+class _ImageDataset(Dataset):
+    def __init__(self, samples: list[tuple[Path, int]], preprocess: Preprocess) -> None:
+        self.samples = samples
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as image:
+                return self.preprocess(image), label, index
+        except (OSError, ValueError, SyntaxError):
+            size = self.preprocess.crop
+            return torch.zeros(self.preprocess.in_chans, size, size), label, -1 - index
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_size: int = 50, workers: int = 0,
+             progress: bool = False) -> dict[str, Any]:
+    """Top-1 / top-5 (percent) of ``model`` on ``data_dir`` with ``meta.preprocess``.
+
+    Returns ``top1``, ``top5``, ``count``, ``correct_top1``, ``correct_top5``, ``skipped``
+    (files that are not images), ``layout``, ``seconds`` and ``per_class``
+    (class index -> name, count and top-1 for every class present).
+    """
+    if batch_size < 1 or workers < 0:
+        raise SqueezelabError(f"need batch size >= 1 and workers >= 0, got {batch_size} and {workers}")
+    found = scan_images(data_dir, meta)
+    loader = DataLoader(_ImageDataset(found.samples, meta.preprocess), batch_size=batch_size, num_workers=workers,
+                        shuffle=False)
+    model.eval()
+    k = min(5, meta.num_classes)
+    per_class: dict[int, list[int]] = {}
+    correct1 = correct5 = 0
+    start = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(found.samples), unit="img", file=sys.stderr, desc="eval")
+    try:
+        for images, labels, indices in loader:
+            bad = indices[indices < 0]
+            if bad.numel():
+                path = found.samples[int(-1 - bad[0])][0]
+                raise SqueezelabError(f"cannot decode image {path}; remove or replace it")
+            top = model(images).topk(k, dim=1).indices
+            hit1 = top[:, 0] == labels
+            hit5 = (top == labels[:, None]).any(dim=1)
+            correct1 += int(hit1.sum())
+            correct5 += int(hit5.sum())
+            for label, hit in zip(labels.tolist(), hit1.tolist()):
+                stats = per_class.setdefault(label, [0, 0])
+                stats[0] += 1
+                stats[1] += int(hit)
+            if bar is not None:
+                bar.update(len(labels))
+    finally:
+        if bar is not None:
+            bar.close()
+    count = len(found.samples)
+    seconds = time.perf_counter() - start
+    names = meta.categories
+    return {
+        "top1": 100.0 * correct1 / count,
+        "top5": 100.0 * correct5 / count,
+        "count": count,
+        "correct_top1": correct1,
+        "correct_top5": correct5,
+        "skipped": len(found.skipped),
+        "skipped_files": [str(p) for p in found.skipped[:20]],
+        "layout": found.layout,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(count / seconds, 2) if seconds > 0 else None,
+        "per_class": {
+            str(c): {"name": names[c] if c < len(names) else str(c), "count": n, "top1": 100.0 * hits / n}
+            for c, (n, hits) in sorted(per_class.items())
+        },
+    }

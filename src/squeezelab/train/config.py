@@ -1,0 +1,60 @@
+"""Training configuration: one dataclass, shared by the CLI and the Python API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Optional
+
+from torch import nn
+
+
+@dataclass
+class TrainConfig:
+    """Everything :func:`squeezelab.train.train` needs; defaults are the recipe of ``docs/training.md``.
+
+    The recipe follows the papers: SGD with momentum 0.9 and weight decay
+    (SqueezeNet section 4 / SqueezeNext section 5), a linear warmup then
+    cosine or poly decay to zero. ``lr=None`` picks 0.1 x batch/256 for models
+    with BatchNorm and 0.04 x batch/256 for SqueezeNet (no BN; see
+    ``docs/small-inputs.md`` for why SqueezeNet needs the lower rate and the
+    classifier initialisation it gets).
+    """
+
+    model: str
+    data: str = "digits"
+    output: Optional[str] = None
+    seed: int = 0
+    input_size: Optional[int] = None
+    epochs: int = 10
+    batch_size: int = 64
+    lr: Optional[float] = None
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    amp: str = "auto"
+    channels_last: Optional[bool] = None
+    device: str = "auto"
+    workers: Optional[int] = None
+    pretrained: Optional[str] = None
+    freeze_features: bool = False
+    num_classes: Optional[int] = None
+    in_chans: Optional[int] = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    augment: bool = True
+    val_fraction: float = 0.2
+    train_limit: Optional[int] = None
+    val_limit: Optional[int] = None
+    grad_clip: Optional[float] = None
+    resume: Optional[str] = None
+    progress: bool = True
+    after_step: Optional[Callable[[nn.Module], None]] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able fields (callbacks left out)."""
+        return {k: v for k, v in asdict(self).items() if k != "after_step"}
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}

@@ -1,0 +1,205 @@
+"""The pretrained-weights registry, timm style: a name -> upstream files, architecture, preprocessing.
+
+``fetch_weights(name)`` returns the local path of an entry's main file. It looks,
+in order, in the local folders (``$SQUEEZELAB_WEIGHTS_DIR``, ``os.pathsep``
+separated, then ``../shared/data/weights`` seen from the working directory),
+then in the cache (``$SQUEEZELAB_CACHE``, else ``$XDG_CACHE_HOME/squeezelab`` or
+``~/.cache/squeezelab``), then downloads the upstream URL into the cache. Every
+file is checked against its sha256 wherever it comes from; a download is
+streamed to a temporary file and renamed into place only once its hash matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ..data.preprocess import CAFFE, CAFFE_BGR_MEAN, TORCHVISION, Preprocess
+from ..errors import SqueezelabError
+from ..io import PathLike, atomic_path, sha256_file
+
+WEIGHTS_DIR_ENV = "SQUEEZELAB_WEIGHTS_DIR"
+CACHE_ENV = "SQUEEZELAB_CACHE"
+
+#: The v1.1 Caffe weights with BGR, mean subtraction and a squash to 227 (shared/data README section 5.1).
+CAFFE_SQUASH_227 = Preprocess(crop=227, resize=227, resize_mode="squash", channel_order="BGR", scale=1.0,
+                              mean=CAFFE_BGR_MEAN, std=(1.0, 1.0, 1.0))
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One upstream file: its name, raw URL (repository @ commit : path) and sha256."""
+
+    filename: str
+    url: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """A registered set of pretrained weights. ``files[0]`` is the one the loader opens."""
+
+    name: str
+    architecture: str
+    source_format: str
+    files: tuple[WeightFile, ...]
+    preprocess: Preprocess
+    description: str
+    license: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _github(repo: str, commit: str, path: str) -> str:
+    return f"https://raw.githubusercontent.com/{repo}/{commit}/{path}"
+
+
+_DC = ("songhan/SqueezeNet-Deep-Compression", "fb13faa2")
+_OV = ("OmniXRI/OpenVINO_OpenCV_Squeezenet", "c2c0e5e0")
+_NCNN = ("zchrissirhcz/squeezenet-ncnn-pnnx-opencv-cpp", "0392c1c4")
+
+_ENTRIES = (
+    WeightsEntry(
+        name="squeezenet1_0.deep_compression",
+        architecture="squeezenet1_0",
+        model_kwargs={"conv10_padding": 1},
+        source_format="deep-compression",
+        files=(WeightFile("compressed_SqueezeNet.net", _github(*_DC, "compressed_SqueezeNet.net"),
+                          "e4ab6960ae8cd81505e1c2136921201507e930966c53deaf15862a395b3a3261", 675_763),),
+        preprocess=CAFFE,
+        description="SqueezeNet v1.0 from the paper, Deep-Compressed (33% dense, 8-bit codebooks), 0.66 MB",
+        license="BSD (songhan/SqueezeNet-Deep-Compression)",
+        # SqueezeNet paper Table 2 (ImageNet val) and shared/data README section 5.3 (100-image sample).
+        metrics={"imagenet_top1": 57.5, "imagenet_top5": 80.3, "samples100_top1": 64.0, "samples100_top5": 83.0},
+    ),
+    WeightsEntry(
+        name="squeezenet1_1.caffe",
+        architecture="squeezenet1_1",
+        source_format="openvino",
+        files=(WeightFile("squeezenet1.1.xml", _github(*_OV, "squeezenet1.1.xml"),
+                          "238be462aadc8e5665f47037aa22c47d67f5ef7da8e73bd03380edf558b9c7f4", 38_023),
+               WeightFile("squeezenet1.1.bin", _github(*_OV, "squeezenet1.1.bin"),
+                          "4405e29f9d7b91fbd950358c470eed04edfe82a14d766a948add81493803f563", 2_470_992)),
+        preprocess=CAFFE_SQUASH_227,
+        description="DeepScale SqueezeNet v1.1 caffemodel as OpenVINO IR v6 FP16",
+        license="BSD-2-Clause (forresti/SqueezeNet)",
+        # forresti/SqueezeNet v1.1 README: v1.0 accuracy (paper Table 2); README section 5.3.
+        metrics={"imagenet_top1": 57.5, "imagenet_top5": 80.3, "samples100_top1": 68.0, "samples100_top5": 87.0},
+    ),
+    WeightsEntry(
+        name="squeezenet1_1.torchvision",
+        architecture="squeezenet1_1",
+        source_format="ncnn",
+        files=(WeightFile("squeezenet_v1.1.ncnn.param", _github(*_NCNN, "squeezenet_v1.1.ncnn.param"),
+                          "7dfb3045edf49f199ccc03dfc262956c6b9f38089b14d32a273aa8463c49c46b", 4_629),
+               WeightFile("squeezenet_v1.1.ncnn.bin", _github(*_NCNN, "squeezenet_v1.1.ncnn.bin"),
+                          "3de9f2f9dbbbc4468fe452d9033300633b60748073a9509a7ea882caec57e544", 2_478_984)),
+        preprocess=TORCHVISION,
+        description="torchvision squeezenet1_1 ImageNet weights, exported by pnnx to ncnn FP16",
+        license="BSD-3-Clause (torchvision)",
+        # torchvision SqueezeNet1_1_Weights.IMAGENET1K_V1 (ImageNet val); README section 5.3.
+        metrics={"imagenet_top1": 58.178, "imagenet_top5": 80.624, "samples100_top1": 63.0, "samples100_top5": 88.0},
+    ),
+)
+
+WEIGHTS: dict[str, WeightsEntry] = {entry.name: entry for entry in _ENTRIES}
+
+
+def list_weights() -> list[str]:
+    """Registered weight names, sorted."""
+    return sorted(WEIGHTS)
+
+
+def get_weights_entry(name: str) -> WeightsEntry:
+    """The entry for a registered name; a one-line error listing the names otherwise."""
+    entry = WEIGHTS.get(name.strip().lower())
+    if entry is None:
+        raise SqueezelabError(f"{name!r} is neither a file nor registered weights; registered: "
+                              f"{', '.join(list_weights())}")
+    return entry
+
+
+def entry_for_format(source_format: str) -> Optional[WeightsEntry]:
+    """The registered entry of a source format (its architecture and preprocessing)."""
+    return next((e for e in _ENTRIES if e.source_format == source_format), None)
+
+
+def entry_for_sha256(digest: str) -> Optional[WeightsEntry]:
+    """The registered entry one of whose files has this sha256."""
+    return next((e for e in _ENTRIES for f in e.files if f.sha256 == digest), None)
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$SQUEEZELAB_CACHE``, else ``$XDG_CACHE_HOME/squeezelab`` or ``~/.cache/squeezelab``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "squeezelab"
+
+
+def local_weight_dirs() -> list[Path]:
+    """Folders searched before the cache: ``$SQUEEZELAB_WEIGHTS_DIR`` entries, then ``../shared/data/weights``."""
+    dirs = [Path(p) for p in os.environ.get(WEIGHTS_DIR_ENV, "").split(os.pathsep) if p]
+    dirs.append(Path.cwd().parent / "shared" / "data" / "weights")
+    return dirs
+
+
+def _find_local(wfile: WeightFile, dirs: Sequence[Path]) -> Optional[Path]:
+    for folder in dirs:
+        if not folder.is_dir():
+            continue
+        for candidate in (folder / wfile.filename, *sorted(folder.glob(f"*/{wfile.filename}"))):
+            if candidate.is_file():
+                if sha256_file(candidate) != wfile.sha256:
+                    raise SqueezelabError(f"{candidate} has the wrong sha256 (expected {wfile.sha256[:12]}...); "
+                                          f"replace it with the upstream file {wfile.url}")
+                return candidate
+    return None
+
+
+def download(url: str, dest: PathLike, sha256: str, timeout: float = 60.0) -> Path:
+    """Stream ``url`` to ``dest`` atomically; the file appears only if its sha256 matches."""
+    dest = Path(dest)
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(dest) as tmp:
+            with open(tmp, "wb") as out:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise SqueezelabError(f"download of {url} has sha256 {digest.hexdigest()[:12]}..., expected "
+                                      f"{sha256[:12]}...; nothing was saved, try again or pass a local file")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise SqueezelabError(f"cannot download {url} ({reason}); offline? get the file elsewhere and pass its path "
+                              f"(--weights /path/to/{dest.name}) or put it in ${WEIGHTS_DIR_ENV}") from None
+    return dest
+
+
+def fetch_weights(name: str, cache: Optional[PathLike] = None, local_dirs: Optional[Sequence[PathLike]] = None,
+                  allow_download: bool = True) -> Path:
+    """Local path of a registered entry's main file: from a local folder, the cache, or a verified download."""
+    entry = get_weights_entry(name)
+    dirs = [Path(d) for d in local_dirs] if local_dirs is not None else local_weight_dirs()
+    found = [_find_local(f, dirs) for f in entry.files]
+    if all(found) and len({p.parent for p in found if p}) == 1:
+        return found[0]  # type: ignore[return-value]
+    folder = Path(cache) if cache is not None else cache_dir()
+    folder = folder / entry.name
+    for wfile in entry.files:
+        target = folder / wfile.filename
+        if target.is_file() and sha256_file(target) == wfile.sha256:
+            continue
+        if not allow_download:
+            raise SqueezelabError(f"{entry.name} is not in a local folder or the cache and downloads are off; run "
+                                  f"'squeezelab predict {entry.architecture} --weights {entry.name} IMAGE' online once "
+                                  f"or set ${WEIGHTS_DIR_ENV} to a folder holding {wfile.filename}")
+        download(wfile.url, target, wfile.sha256)
+    return folder / entry.files[0].filename

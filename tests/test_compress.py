@@ -1,0 +1,254 @@
+"""Deep Compression: Huffman, k-means, pruning, the .sqz format and the real Deep Compression file.
+
+Budget: about 60 s on 2 cores for this file (the real-file accuracy test dominates).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+
+from squeezelab.cli.main import main
+from squeezelab.compress import huffman
+from squeezelab.compress.deep import compress_state_dict, relative_index
+from squeezelab.compress.pipeline import compress_model
+from squeezelab.compress.prune import ApplyMasks, MaskKeeper, load_masks, magnitude_masks, save_masks
+from squeezelab.compress.sharing import kmeans_1d, linear_init, optimal_kmeans_1d, share_weights
+from squeezelab.compress.sqz import MAGIC, read_sqz, write_sqz
+from squeezelab.data.preprocess import Preprocess
+from squeezelab.errors import SqueezelabError
+from squeezelab.models import create_model
+from squeezelab.weights.checkpoint import CheckpointMeta
+from squeezelab.weights.loader import load_model, load_weights
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DC_FILE = SHARED / "weights" / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net"
+SAMPLES = SHARED / "images" / "imagenet_samples_100"
+
+
+def _small_model(seed: int = 0) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
+    torch.manual_seed(seed)
+    model = create_model("squeezenet1_1", num_classes=10)
+    meta = CheckpointMeta("squeezenet1_1", num_classes=10, preprocess=Preprocess(crop=64, resize=64),
+                          categories=[f"c{i}" for i in range(10)])
+    return model.state_dict(), meta
+
+
+# --- Huffman -----------------------------------------------------------------------------------------------
+
+
+def test_huffman_round_trip_and_optimal_length():
+    rng = np.random.default_rng(0)
+    symbols = rng.geometric(0.2, size=50_000).clip(0, 63)
+    freqs = np.bincount(symbols, minlength=64)
+    lengths = huffman.code_lengths(freqs)
+    data, nbits = huffman.encode(symbols, lengths)
+    assert np.array_equal(huffman.decode(data, nbits, symbols.size, lengths), symbols)
+    used = lengths[freqs > 0]
+    assert np.isclose((2.0 ** -used.astype(float)).sum(), 1.0)  # Kraft equality: a complete prefix code
+    p = freqs[freqs > 0] / freqs.sum()
+    entropy = -(p * np.log2(p)).sum()
+    assert entropy <= nbits / symbols.size < entropy + 1  # Shannon's bound for Huffman codes
+    assert nbits == int((freqs * lengths).sum())
+
+
+def test_huffman_textbook_lengths_and_cap():
+    # CLRS 16.3 example: a:45 b:13 c:12 d:16 e:9 f:5 -> lengths 1,3,3,3,4,4
+    assert huffman.code_lengths(np.array([45, 13, 12, 16, 9, 5])).tolist() == [1, 3, 3, 3, 4, 4]
+    fib = np.array([1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181, 6765])
+    assert huffman.code_lengths(fib, max_len=huffman.MAX_CODE_LEN).max() <= huffman.MAX_CODE_LEN
+    symbols = np.repeat(np.arange(20), fib)
+    lengths = huffman.code_lengths(fib)
+    data, nbits = huffman.encode(symbols, lengths)
+    assert np.array_equal(huffman.decode(data, nbits, symbols.size, lengths), symbols)
+    with pytest.raises(SqueezelabError):
+        huffman.decode(data, nbits - 1, symbols.size, lengths)
+
+
+# --- k-means -----------------------------------------------------------------------------------------------
+
+
+def test_kmeans_matches_scikit_learn_with_linear_init():
+    values = torch.rand(4000, generator=torch.Generator().manual_seed(1), dtype=torch.float64) ** 2
+    centroids, labels = kmeans_1d(values, 16, relocate_empty=False)
+    init = linear_init(values, 16).numpy().reshape(-1, 1)
+    ref = KMeans(16, init=init, n_init=1, algorithm="lloyd", tol=0.0, max_iter=1000).fit(values.numpy()[:, None])
+    assert np.allclose(np.sort(ref.cluster_centers_.ravel()), centroids.numpy(), atol=1e-12)
+    assert np.array_equal(ref.labels_, labels.numpy())
+
+
+def test_optimal_kmeans_is_the_brute_force_optimum():
+    rng = np.random.default_rng(3)
+    values = np.sort(rng.normal(size=30))
+    weights = rng.integers(1, 5, size=30).astype(float)
+    k = 4
+    best = np.inf  # exhaustive search over all split points of the sorted values
+    from itertools import combinations
+    for cuts in combinations(range(1, 30), k - 1):
+        edges = (0, *cuts, 30)
+        sse = 0.0
+        for a, b in zip(edges[:-1], edges[1:]):
+            mean = np.average(values[a:b], weights=weights[a:b])
+            sse += (weights[a:b] * (values[a:b] - mean) ** 2).sum()
+        best = min(best, sse)
+    centroids = optimal_kmeans_1d(values, weights, k)
+    nearest = np.abs(values[:, None] - centroids[None]).argmin(1)
+    assert np.isclose((weights * (values - centroids[nearest]) ** 2).sum(), best)
+
+
+def test_share_weights_reserves_zero_and_is_exact_for_few_values():
+    weight = torch.tensor([[0.5, -0.25, 0.0, 0.5], [0.125, 0.0, -0.25, 0.5]])
+    mask = weight != 0
+    codebook, codes = share_weights(weight, mask, bits=3, reserve_zero=True)
+    assert codebook.numel() == 8 and codebook[0] == 0.0 and (codes > 0).all()
+    assert torch.equal(codebook[codes], weight[mask])
+
+
+# --- pruning -----------------------------------------------------------------------------------------------
+
+
+def test_magnitude_masks_density_and_survival_through_sgd(tmp_path):
+    state, _ = _small_model()
+    masks = magnitude_masks(state, 0.3)
+    for name, mask in masks.items():
+        assert int(mask.sum()) == round(0.3 * mask.numel())
+        kept = state[name].abs()[mask]
+        assert kept.min() >= state[name].abs()[~mask].max()  # the largest magnitudes are the kept ones
+    glob = magnitude_masks(state, 0.3, scope="global")
+    assert abs(sum(int(m.sum()) for m in glob.values()) - 0.3 * sum(m.numel() for m in glob.values())) <= 1
+    save_masks(tmp_path / "m.safetensors", masks)
+    masks = load_masks(tmp_path / "m.safetensors")
+    model = create_model("squeezenet1_1", num_classes=10)
+    model.load_state_dict(state)
+    keeper = MaskKeeper(model, masks).attach()
+    after_step = ApplyMasks(masks)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(2, 3, 64, 64)).sum().backward()
+        opt.step()
+        after_step(model)
+    for name, param in model.named_parameters():
+        if name in masks:
+            assert (param[~masks[name]] == 0).all()
+    keeper.detach()
+
+
+# --- .sqz format -------------------------------------------------------------------------------------------
+
+
+def test_sqz_round_trip_is_bit_exact_and_loads_anywhere(tmp_path):
+    state, meta = _small_model()
+    report = compress_model(state, meta, bits=5, density=0.4, output=tmp_path / "m.sqz")
+    assert (tmp_path / "m.sqz").read_bytes()[:7] == MAGIC
+    assert report.file_bytes == (tmp_path / "m.sqz").stat().st_size
+    decoded, meta2 = read_sqz(tmp_path / "m.sqz")
+    expected = report.compressed.state_dict()
+    assert list(decoded) == list(state)
+    for key in state:
+        assert torch.equal(decoded[key], expected[key]), key
+    for name, tensor in report.compressed.shared.items():
+        assert torch.unique(decoded[name]).numel() <= 2 ** 5
+        assert abs(float((decoded[name] != 0).float().mean()) - 0.4) < 0.01
+    assert meta2.architecture == meta.architecture and meta2.categories == meta.categories
+    assert meta2.preprocess == meta.preprocess and "bits=5" in meta2.extra["compression"]
+    model, _ = load_model(tmp_path / "m.sqz", "squeezenet1_1")  # the weights loader detects the magic
+    x = torch.randn(1, 3, 64, 64)
+    ref = create_model("squeezenet1_1", num_classes=10).eval()
+    ref.load_state_dict(expected)
+    assert torch.equal(model(x), ref(x))
+    sizes = dict(report.sizes)
+    assert sizes["dense fp32"] > sizes["pruned"] > sizes["quantized"] > report.file_bytes
+
+
+def test_relative_index_fillers_match_deep_compression_layout():
+    positions = np.array([0, 3, 40])
+    codes, gaps = relative_index(positions, np.array([5, 6, 7]), index_bits=4)
+    # 40 - 3 - 1 = 36 zeros: two fillers of 15 (+1 each) then a gap of 4
+    assert gaps.tolist() == [0, 2, 15, 15, 4] and codes.tolist() == [5, 6, 0, 0, 7]
+    assert (np.cumsum(gaps + 1) - 1)[[0, 1, 4]].tolist() == [0, 3, 40]
+
+
+def test_corrupted_or_foreign_sqz_is_a_one_line_error(tmp_path, capsys):
+    state, meta = _small_model()
+    path = tmp_path / "m.sqz"
+    write_sqz(path, compress_state_dict(state, bits=4, density=0.5), meta)
+    data = bytearray(path.read_bytes())
+    for offset in (9, len(data) // 2, len(data) - 6):
+        bad = bytearray(data)
+        bad[offset] ^= 0x40
+        (tmp_path / "bad.sqz").write_bytes(bytes(bad))
+        with pytest.raises(SqueezelabError, match="checksum"):
+            read_sqz(tmp_path / "bad.sqz")
+    (tmp_path / "short.sqz").write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(SqueezelabError):
+        read_sqz(tmp_path / "short.sqz")
+    bad = bytearray(data)
+    bad[7] = 9
+    (tmp_path / "v9.sqz").write_bytes(bytes(bad))
+    with pytest.raises(SqueezelabError, match="version 9"):
+        read_sqz(tmp_path / "v9.sqz")
+    (tmp_path / "bad.sqz").write_bytes(bytes(data[:100]) + b"\x00" + bytes(data[101:]))
+    out = tmp_path / "never.sqz"
+    assert main(["compress", "squeezenet1_1", "--weights", str(tmp_path / "bad.sqz"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "corrupted" in err and not out.exists()
+
+
+# --- the real Deep Compression SqueezeNet (shared/data README section 2) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dc_weights():
+    return load_weights(DC_FILE)
+
+
+def test_reencoding_the_deep_compression_file_at_8_bits_is_lossless_and_small(dc_weights, tmp_path):
+    state, meta = dc_weights
+    report = compress_model(state, meta, bits=8, output=tmp_path / "dc8.sqz")
+    assert report.file_bytes <= 700_000  # paper Table 2: 0.66MB
+    # The relative-index entries (fillers included) equal the file's header counts N_i (README section 2).
+    entries = {k: t.entries for k, t in report.compressed.shared.items()}
+    assert entries["features.0.weight"] == 13902 and entries["classifier.1.weight"] == 105973
+    assert report.compressed.kept == 415_921
+    # Our stage accounting of the 8-bit quantized stage is the original file's layout: 675,763 B minus
+    # its 104-byte header, and 6 B of rounding to whole bytes per layer there.
+    assert abs(report.sizes[2][1] - (DC_FILE.stat().st_size - 104)) <= 26
+    decoded, _ = read_sqz(tmp_path / "dc8.sqz")
+    for key in state:
+        assert torch.equal(decoded[key], state[key]), key
+
+
+def test_deep_compression_at_6_bits_fits_half_a_megabyte_and_keeps_accuracy(dc_weights, tmp_path):
+    from squeezelab.compress.measure import ImageSet
+
+    state, meta = dc_weights  # 6 bits without retraining: bias correction on 6 skimage photos (not the eval set)
+    from squeezelab.compress.measure import skimage_photos
+
+    report = compress_model(state, meta, bits=6, output=tmp_path / "dc6.sqz", calibration=skimage_photos())
+    assert report.file_bytes <= 500_000  # paper Table 2: 0.47MB
+    images = ImageSet.load(SAMPLES, meta)
+    original, _ = load_model(DC_FILE)
+    compressed, _ = load_model(tmp_path / "dc6.sqz")
+    top1_original, _ = images.accuracy(original)
+    top1_compressed, _ = images.accuracy(compressed)
+    assert top1_original == pytest.approx(64.0, abs=1.0)  # README section 5.3 reference decode
+    assert top1_compressed >= top1_original - 1.0
+
+
+def test_claim_rows_and_demo_stage(tmp_path):
+    from squeezelab.compress.claims import deep_compression_sizes
+    from squeezelab.compress.demo import stage
+    from squeezelab.demo import DemoContext, Report
+
+    rows = deep_compression_sizes()
+    assert len(rows) == 4 and all(row.holds for row in rows), [(r.claim, r.measured) for r in rows]
+    ctx = DemoContext(Report(tmp_path), quick=True)
+    stage(ctx)
+    text = (tmp_path / "report.md").read_text()
+    assert "Huffman (.sqz file)" in text and "exactly: yes" in text
+    assert ctx.artifacts["sqz_8bit"].is_file()

@@ -1,0 +1,172 @@
+"""`squeezelab predict` / `eval` on real weights and on a training-style native checkpoint, and their bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from squeezelab.cli.main import main
+from squeezelab.data.preprocess import Preprocess
+from squeezelab.errors import SqueezelabError
+from squeezelab.inference import evaluate, scan_images
+from squeezelab.models import create_model
+from squeezelab.weights import CheckpointMeta, load_model, registry, save_checkpoint
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+KITTEN = SHARED / "images" / "photos" / "kitten.jpg"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: pytest -n 2 on 2 shared cores; more threads only spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def shared_weights(monkeypatch):
+    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(SHARED / "weights"))
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("squeezelab: error:") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_cli_predict_json(shared_weights, capsys):
+    assert main(["predict", "squeezenet1_1", "--weights", "squeezenet1_1.torchvision", str(KITTEN), "--json",
+                 "--topk", "3"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    names = [c["name"] for c in result["top"]]
+    # README §5.1, kitten.jpg with v1.1-tv: kit fox .36, tiger cat .27, lynx, tabby.
+    assert names[:2] == ["kit fox", "tiger cat"] and len(names) == 3
+
+
+def test_cli_predict_errors(shared_weights, tmp_path, capsys):
+    assert main(["predict", "squeezenet1_0", "--weights", "squeezenet1_1.caffe", str(KITTEN)]) == 2
+    assert "are for squeezenet1_1" in _one_line_error(capsys)
+    not_image = tmp_path / "notes.jpg"
+    not_image.write_text("not a picture")
+    assert main(["predict", "squeezenet1_1", "--weights", "squeezenet1_1.caffe", str(not_image)]) == 2
+    assert "cannot read image" in _one_line_error(capsys)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    """What the training stage writes: a small-input 3-class model with its categories and preprocessing."""
+    with torch.device("meta"):
+        model = create_model("squeezenet1_1", num_classes=3, small_input=True)
+    model = model.to_empty(device="cpu").eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    meta = CheckpointMeta(architecture="squeezenet1_1", num_classes=3, model_kwargs={"small_input": True},
+                          preprocess=Preprocess(crop=32, resize=32, resize_mode="squash", mean=(0.5,) * 3,
+                                                std=(0.25,) * 3),
+                          categories=["bird", "cat", "dog"])
+    path = tmp_path_factory.mktemp("run") / "best.safetensors"
+    save_checkpoint(path, model.state_dict(), meta)
+    return path, model
+
+
+def _image_folder(root: Path) -> list[tuple[Path, int]]:
+    rng = np.random.default_rng(0)
+    samples = []
+    for label, name in enumerate(["bird", "cat", "dog"]):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            path = root / name / f"{i}.png"
+            Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(path)
+            samples.append((path, label))
+    (root / "cat" / "README.txt").write_text("not an image")
+    return samples
+
+
+def test_eval_native_checkpoint_image_folder(tiny_checkpoint, tmp_path, capsys):
+    ckpt, reference = tiny_checkpoint
+    samples = _image_folder(tmp_path / "data")
+    out = tmp_path / "eval.json"
+    assert main(["eval", "squeezenet1_1", "--weights", str(ckpt), "--data", str(tmp_path / "data"),
+                 "--batch-size", "5", "--workers", "0", "--json", str(out), "--no-progress"]) == 0
+    result = json.loads(out.read_text())
+    meta = load_model(ckpt)[1]
+    with torch.no_grad():
+        logits = reference(torch.stack([meta.preprocess(Image.open(p)) for p, _ in samples]))
+    labels = torch.tensor([label for _, label in samples])
+    expected_top1 = 100.0 * float((logits.argmax(1) == labels).float().mean())
+    assert result["count"] == 12 and result["skipped"] == 1 and result["top5"] == 100.0
+    assert result["top1"] == pytest.approx(expected_top1)
+    assert result["layout"].startswith("imagefolder") and result["model"] == "squeezenet1_1"
+    assert "top-1" in capsys.readouterr().out
+
+
+def test_eval_corrupt_image_is_one_line_error(tiny_checkpoint, tmp_path, capsys):
+    ckpt, _ = tiny_checkpoint
+    _image_folder(tmp_path / "data")
+    (tmp_path / "data" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "eval.json"
+    assert main(["eval", "squeezenet1_1", "--weights", str(ckpt), "--data", str(tmp_path / "data"), "--workers",
+                 "0", "--json", str(out), "--no-progress"]) == 2
+    assert "broken.jpg" in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_eval_empty_or_missing_data_dir(tiny_checkpoint, tmp_path, capsys):
+    ckpt, _ = tiny_checkpoint
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "n01440764_tench.txt").write_text("x")
+    for data in (tmp_path / "empty", tmp_path / "missing"):
+        assert main(["eval", "squeezenet1_1", "--weights", str(ckpt), "--data", str(data), "--no-progress"]) == 2
+        _one_line_error(capsys)
+
+
+def test_imagenet_layouts_map_wnids(tmp_path):
+    """Flat nXXXXXXXX_*.JPEG files and wnid class folders both map through the synset list."""
+    meta = CheckpointMeta(architecture="squeezenet1_1", num_classes=1000)
+    flat = scan_images(SHARED / "images" / "imagenet_samples_100", meta)
+    assert [label for _, label in flat.samples] == list(range(0, 1000, 10))
+    for wnid in ("n01443537", "n15075141"):
+        (tmp_path / wnid).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / wnid / "a.png")
+    folders = scan_images(tmp_path, meta)
+    assert [label for _, label in folders.samples] == [1, 999] and "wnid" in folders.layout
+
+
+def test_evaluate_rejects_more_folders_than_classes(tiny_checkpoint, tmp_path):
+    _, model = tiny_checkpoint
+    meta = CheckpointMeta(architecture="squeezenet1_1", num_classes=3)
+    for name in "abcd":
+        (tmp_path / "d" / name).mkdir(parents=True)
+    with pytest.raises(SqueezelabError, match="4 class folders but the model has 3"):
+        evaluate(model, meta, tmp_path / "d")
+
+
+def test_demo_stage_with_and_without_offline_weights(tmp_path, monkeypatch):
+    from squeezelab.demo import DemoContext, Report
+    from squeezelab.inference.demo import pretrained_stage
+
+    monkeypatch.chdir(tmp_path)  # no ../shared/data/weights from here
+    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
+    bare = DemoContext(Report(tmp_path / "bare"), quick=True)
+    pretrained_stage(bare)
+    text = (tmp_path / "bare" / "report.md").read_text()
+    assert "No pretrained weights are available offline" in text and registry.WEIGHTS_DIR_ENV in text
+    assert not (tmp_path / "cache").exists()
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "compressed_SqueezeNet.net").symlink_to(
+        SHARED / "weights" / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net")
+    ctx = DemoContext(Report(tmp_path / "one"), quick=True)
+    pretrained_stage(ctx)
+    text = (tmp_path / "one" / "report.md").read_text()
+    assert ctx.artifacts["pretrained_weights"] == ["squeezenet1_0.deep_compression"]
+    assert "| chelsea" in text and "Egyptian cat 0.70" in text and "espresso 0.96" in text

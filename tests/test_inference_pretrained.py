@@ -1,0 +1,74 @@
+"""The three real weight sets on real images: shared/data README §5.1 photos and the §5.3 100-image sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+
+from squeezelab import evaluate, predict
+from squeezelab.weights import WEIGHTS, load_model
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SAMPLES = SHARED / "images" / "imagenet_samples_100"
+FILES = {
+    "squeezenet1_0.deep_compression": "squeezenet_v1.0_deep_compression/compressed_SqueezeNet.net",
+    "squeezenet1_1.caffe": "squeezenet_v1.1_caffe_openvino_fp16/squeezenet1.1.xml",
+    "squeezenet1_1.torchvision": "squeezenet_v1.1_torchvision_ncnn_fp16/squeezenet_v1.1.ncnn.param",
+}
+#: README §5.3: top-1 / top-5 of the reference decoders on imagenet_samples_100.
+REFERENCE = {
+    "squeezenet1_0.deep_compression": (64, 83),
+    "squeezenet1_1.caffe": (68, 87),
+    "squeezenet1_1.torchvision": (63, 88),
+}
+CATS, ESPRESSO, MOTORBIKES = {"tabby", "tiger cat", "Egyptian cat"}, {"espresso"}, {"moped", "motor scooter"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: pytest -n 2 on 2 shared cores; more threads only spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", params=sorted(FILES))
+def pretrained(request):
+    model, meta = load_model(SHARED / "weights" / FILES[request.param])
+    return request.param, model, meta
+
+
+def test_metadata_matches_registry(pretrained):
+    name, model, meta = pretrained
+    entry = WEIGHTS[name]
+    assert meta.extra["weights"] == name and meta.architecture == entry.architecture
+    assert meta.preprocess == entry.preprocess and len(meta.categories) == 1000
+    assert not model.training
+
+
+def test_skimage_photos(pretrained):
+    _, model, meta = pretrained
+    photos = [skdata.chelsea(), skdata.coffee(), skdata.stereo_motorcycle()[0], np.stack([skdata.camera()] * 3, -1)]
+    tops = predict(model, meta, photos, topk=5)
+    assert tops[0][0].name in CATS and tops[0][0].index in (281, 282, 285)
+    assert tops[1][0].name in ESPRESSO and tops[1][0].probability > 0.8
+    assert tops[2][0].name in MOTORBIKES and {tops[2][0].name, tops[2][1].name} == MOTORBIKES
+    assert tops[3][0].name == "tripod"
+    for top in tops:
+        probs = [s.probability for s in top]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+
+def test_imagenet_sample_accuracy(pretrained):
+    name, model, meta = pretrained
+    result = evaluate(model, meta, SAMPLES, batch_size=100, workers=0)
+    assert result["count"] == 100 and result["skipped"] == 0
+    top1, top5 = REFERENCE[name]
+    assert abs(result["top1"] - top1) <= 1 and abs(result["top5"] - top5) <= 1, result
+    assert sum(c["count"] for c in result["per_class"].values()) == 100
+    assert sorted(int(k) for k in result["per_class"]) == list(range(0, 1000, 10))
