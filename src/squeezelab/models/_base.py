@@ -3,14 +3,12 @@
 Each model is ``forward_features`` (the convolutional trunk) followed by
 ``forward_head`` (global pooling and the classifier), with
 ``reset_classifier`` to change the number of classes for fine-tuning. The
-smallest accepted input side is found once, at construction, by shape
-inference on a meta-device copy of the trunk, so stem overrides
+smallest accepted input side is found once, at construction, by running the
+trunk on tiny zero images, so stem overrides
 (``small_input``) and the design-space knobs never need a hand-kept table.
 """
 
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import nn
@@ -66,26 +64,35 @@ class ClassifierModel(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def _set_min_input_size(self) -> None:
-        """Find the smallest square input the trunk accepts: shape inference on a meta-device copy."""
-        probe = copy.deepcopy(self).to("meta").eval()
+        """Find the smallest square input the trunk accepts by running it on tiny zero images.
+
+        Runs once, at construction, in eval mode without gradients (BN statistics are untouched);
+        at these sizes a forward pass costs far less than shape inference on the meta device.
+        """
+        was_training = self.training
+        self.eval()
 
         def accepts(side: int) -> bool:
             try:
-                out = probe.forward_features(torch.zeros(1, self.in_chans, side, side, device="meta"))
+                out = self.forward_features(torch.zeros(1, self.in_chans, side, side))
             except RuntimeError:
                 return False
             return out.shape[-1] >= 1 and out.shape[-2] >= 1
 
-        hi = _PROBE_START_SIDE
-        while not accepts(hi):
-            if hi >= _PROBE_MAX_SIDE:
-                raise ValueError(f"model rejects even a {hi}x{hi} input; check its configuration")
-            hi *= 2
-        lo = 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if accepts(mid):
-                hi = mid
-            else:
-                lo = mid + 1
+        try:
+            with torch.no_grad():
+                hi = _PROBE_START_SIDE
+                while not accepts(hi):
+                    if hi >= _PROBE_MAX_SIDE:
+                        raise ValueError(f"model rejects even a {hi}x{hi} input; check its configuration")
+                    hi *= 2
+                lo = 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if accepts(mid):
+                        hi = mid
+                    else:
+                        lo = mid + 1
+        finally:
+            self.train(was_training)
         self.min_input_size = lo
