@@ -30,12 +30,27 @@ from squeezelab.weights.loader import load_weights
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def write(args: argparse.Namespace, images: ImageSet, dense_bytes: int, rows: list[dict], quiet: bool = False
+          ) -> None:
+    """Write the JSON (after every point, so an interrupted run keeps its rows) and print the table."""
+    payload = {"weights": str(args.weights), "data": args.data, "images": len(images.labels),
+               "method": args.method, "calibration": args.calibration, "torch": torch.__version__,
+               "machine": platform.machine(), "rows": rows}
+    atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
+    if quiet:
+        return
+    print(format_table(["density", "bits", "bytes", "MiB", "vs fp32", "top-1 %", "top-5 %", "stage"],
+                       [[f"{r['density']:.2f}", r["bits"], r["bytes"], f"{r['bytes'] / MIB:.3f}",
+                         f"{dense_bytes / r['bytes']:.1f}x", f"{r['top1']:.0f}", f"{r['top5']:.0f}", r["stage"]]
+                        for r in rows], markdown=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="squeezenet1_1.torchvision")
     parser.add_argument("--data", default=str(SHARED / "images" / "imagenet_samples_100"))
-    parser.add_argument("--densities", default="1.0,0.7,0.5,0.3")
-    parser.add_argument("--bits", default="8,6,5,4")
+    parser.add_argument("--densities", default="1.0,0.3,0.5,0.7")
+    parser.add_argument("--bits", default="8,4,6,5")
     parser.add_argument("--method", default="optimal", choices=("optimal", "linear"))
     parser.add_argument("--calibration", default="skimage", help="bias-correction images: 'skimage' (the default, "
                         "scikit-image's photos), a folder, or 'none'")
@@ -70,14 +85,8 @@ def main() -> None:
                          "top1": top1, "top5": top5, "stage": ".sqz (pruned + shared + Huffman)",
                          "seconds": round(time.perf_counter() - start, 1)})
             print(f"density {density} bits {bits}: {report.file_bytes:,} B, top-1 {top1:.0f}", flush=True)
-    table = format_table(["density", "bits", "bytes", "MiB", "vs fp32", "top-1 %", "top-5 %", "stage"],
-                         [[f"{r['density']:.2f}", r["bits"], r["bytes"], f"{r['bytes'] / MIB:.3f}",
-                           f"{dense_bytes / r['bytes']:.1f}x", f"{r['top1']:.0f}", f"{r['top5']:.0f}", r["stage"]]
-                          for r in rows], markdown=True)
-    print(table)
-    payload = {"weights": str(args.weights), "data": args.data, "images": len(images.labels),
-               "method": args.method, "calibration": args.calibration, "torch": torch.__version__, "machine": platform.machine(), "rows": rows}
-    atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
+            write(args, images, dense_bytes, rows, quiet=True)
+    write(args, images, dense_bytes, rows)
     print(f"wrote {args.json}")
 
 

@@ -15,6 +15,7 @@ from squeezelab import SqueezelabError
 from squeezelab.analysis import count_macs
 from squeezelab.hwsim import (AcceleratorConfig, EnergyCosts, LayerSpec, compare, load_config, read_topology,
                               simulate, simulate_layer, topology_csv, trace_layers)
+from squeezelab.hwsim.ir import model_layers
 from squeezelab.hwsim.study import PAPER_RATIOS, RATIO_BANDS, headline_ratios, in_band, simulate_network
 
 GOLDENS = Path(__file__).resolve().parent / "data" / "hwsim" / "scalesim_goldens.csv"
@@ -253,6 +254,12 @@ def test_traced_macs_match_prototxt_counts():
     assert simulate_network("1.0-SqNxt-23").macs == 277_999_808
     assert simulate_network("1.0-SqNxt-23v5").macs == 224_916_480
     assert simulate_network("SqueezeNet v1.0").macs == 861_339_936
+    # T7: SCALE-Sim 3.0.0 on the 227x227 7x7/2 conv1 of SqNxt-23 (104 s there), from our traced layer
+    conv1 = next(layer for layer in model_layers("sqnxt23_w1", 227)[2] if layer.is_pe)
+    assert conv1.name == "conv1" and (conv1.height, conv1.kernel_h, conv1.channels, conv1.filters) == (227, 7, 3, 64)
+    for array, golden in ((8, 1_876_135), (16, 494_679)):
+        cfg = AcceleratorConfig(array_rows=array, array_cols=array, dataflow="ws")
+        assert simulate_layer(conv1, cfg).cycles - 1 == golden
     v5 = simulate_network("1.0-SqNxt-23v5")
     assert v5.layers[0].name == "conv1" and v5.layers[1].name.startswith("stage1/block1/")
     assert {"stage1", "stage2", "stage3", "stage4"} <= {s.name for s in v5.stages()}

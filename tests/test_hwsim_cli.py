@@ -28,9 +28,11 @@ def test_simulate_writes_json_csv(tmp_path, capsys):
 
 
 def test_compare_and_sweep(tmp_path, capsys):
-    assert main(["simulate", "--compare", "sqnxt23_w1", "sqnxt23v5_w1"]) == 0
+    png = tmp_path / "cmp.png"
+    assert main(["simulate", "--compare", "sqnxt23_w1", "sqnxt23v5_w1", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "sqnxt23v5_w1 vs sqnxt23_w1: 1.19x faster" in out
+    assert "sqnxt23v5_w1 vs sqnxt23_w1: 1.19x faster, 1.14x less energy" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
     table = tmp_path / "sweep.csv"
     assert main(["simulate", "--sweep", "sqnxt23v5_w1", "--arrays", "8x8,16x16", "--dataflows", "ws,best",
                  "--csv", str(table)]) == 0

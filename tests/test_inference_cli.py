@@ -21,15 +21,6 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 KITTEN = SHARED / "images" / "photos" / "kitten.jpg"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: pytest -n 2 on 2 shared cores; more threads only spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def shared_weights(monkeypatch):
     monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(SHARED / "weights"))

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from skimage import data as skdata
 
 from squeezelab import evaluate, predict
@@ -26,15 +25,6 @@ REFERENCE = {
     "squeezenet1_1.torchvision": (63, 88),
 }
 CATS, ESPRESSO, MOTORBIKES = {"tabby", "tiger cat", "Egyptian cat"}, {"espresso"}, {"moped", "motor scooter"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: pytest -n 2 on 2 shared cores; more threads only spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module", params=sorted(FILES))

@@ -20,15 +20,6 @@ OV_XML = WEIGHTS / "squeezenet_v1.1_caffe_openvino_fp16" / "squeezenet1.1.xml"
 NCNN_PARAM = WEIGHTS / "squeezenet_v1.1_torchvision_ncnn_fp16" / "squeezenet_v1.1.ncnn.param"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: pytest -n 2 on 2 shared cores; more threads only spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _numel(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -73,6 +64,9 @@ def test_openvino_byte_accounting_and_spot_values():
     state, stats = read_openvino(OV_XML)
     assert stats.bytes_read == stats.file_size == 2_470_992
     assert stats.values == 1_235_496 == _numel(torchvision.models.squeezenet1_1())
+    # Blobs lie back to back: each layer's weights start where the previous layer's fp16 values end.
+    sizes = [2 * (state[f"{n}.weight"].numel() + state[f"{n}.bias"].numel()) for n in stats.layers]
+    assert stats.byte_offsets == [sum(sizes[:i]) for i in range(len(sizes))]
     np.testing.assert_allclose(state["features.0.weight"][0, 0, 0, :3], [0.25732422, 0.359375, 0.20336914], rtol=1e-6)
     np.testing.assert_allclose(state["features.0.bias"][:3], [-0.01437378, 0.16088867, -0.01655579], rtol=1e-6)
     assert float(state["classifier.1.weight"].sum()) == pytest.approx(3445.84, abs=1e-2)
@@ -84,7 +78,8 @@ def test_ncnn_byte_accounting_and_spot_values():
     state, stats = read_ncnn(NCNN_PARAM)
     assert stats.bytes_read == stats.file_size == 26 * 4 + 1_231_552 * 2 + 3_944 * 4 == 2_478_984
     assert stats.values == 1_235_496
-    np.testing.assert_allclose(state["features.0.weight"][0, 0, 0, :3], [0.12091064, 0.17797852, -0.01596069], rtol=1e-6)
+    np.testing.assert_allclose(state["features.0.weight"][0, 0, 0, :3], [0.12091064, 0.17797852, -0.01596069],
+                               rtol=1e-6)
     np.testing.assert_allclose(state["features.0.bias"][:3], [0.7685886, 0.04954012, -0.01590956], rtol=1e-6)
     assert float(state["classifier.1.weight"].sum()) == pytest.approx(2783.727, abs=1e-2)
 

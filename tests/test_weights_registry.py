@@ -25,15 +25,6 @@ DC = WEIGHTS_DIR / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.n
 DC_NAME = "squeezenet1_0.deep_compression"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: pytest -n 2 on 2 shared cores; more threads only spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     """No local folders and an empty cache: every registered name must be downloaded."""
@@ -161,7 +152,8 @@ def test_cli_convert_round_trip(tmp_path, capsys):
     state, meta = read_checkpoint(out)
     reference, _ = read_deep_compression(DC)
     assert all(torch.equal(state[k], reference[k]) for k in reference)
-    assert meta.architecture == "squeezenet1_0" and meta.preprocess.channel_order == "BGR"
+    assert meta.architecture == "squeezenet1_0" and meta.preprocess == WEIGHTS[DC_NAME].preprocess
+    assert meta.preprocess.channel_order == "BGR" and meta.preprocess.crop == 227
     assert meta.source_sha256 == WEIGHTS[DC_NAME].files[0].sha256 and len(meta.categories) == 1000
     model, _ = load_model(out, "squeezenet1_0")
     assert model.get_classifier().padding == (1, 1)

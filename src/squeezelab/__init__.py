@@ -10,7 +10,8 @@ from .hwsim import simulate
 from .models import create_model, get_model_entry, list_models
 from .export.optimize import optimize
 from .inference import evaluate, predict
+from .train import train
 
 __version__ = "0.1.0"
 
-__all__ = ["SqueezelabError", "__version__", "create_model", "evaluate", "get_model_entry", "list_models", "optimize", "predict", "profile", "simulate"]
+__all__ = ["SqueezelabError", "__version__", "create_model", "evaluate", "get_model_entry", "list_models", "optimize", "predict", "profile", "simulate", "train"]

@@ -91,9 +91,11 @@ def zoo_stage(ctx: DemoContext) -> None:
 STAGES: list[tuple[str, str]] = [
     ("zoo", "squeezelab.demo:zoo_stage"),
     ("pretrained", "squeezelab.inference.demo:pretrained_stage"),
+    ("train", "squeezelab.train.demo:train_stage"),
     ("hwsim", "squeezelab.hwsim.demo:stage"),
     ("analysis", "squeezelab.analysis.demo:stage"),
     ("compress", "squeezelab.compress.demo:stage"),
+    ("export", "squeezelab.export.demo:stage"),
 ]
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import SqueezelabError
-from ..models import create_model, list_models
+from ..models import create_model
 from ..models.registry import resolve_name
 
 # (output channels, stride) of the 13 depthwise-separable layers, Howard et al. 2017 Table 1.
@@ -88,9 +88,6 @@ def build_model(name: str, meta: bool = False) -> nn.Module:
         return model
     try:
         resolve_name(name)
-    except SqueezelabError:
-        raise SqueezelabError(
-            f"unknown model {name!r}; use a zoo model ({', '.join(list_models()[:3])}, ...: "
-            f"'squeezelab list') or a baseline ({', '.join(BASELINES)})"
-        ) from None
+    except SqueezelabError as exc:
+        raise SqueezelabError(f"{exc}, or use a baseline: {', '.join(BASELINES)}") from None
     return create_model(name)

@@ -136,15 +136,15 @@ def _unavailable(what: str, reason: str) -> ClaimRow:
 
 
 def run_claims(
-    modules: Iterable[str] = CLAIM_MODULES, figure_dir: Optional[Path] = None
+    modules: Optional[Iterable[str]] = None, figure_dir: Optional[Path] = None
 ) -> tuple[list[ClaimResult], ClaimContext]:
-    """Import ``modules`` and run the claims each defines, grouped by section in module order.
+    """Import ``modules`` (default :data:`CLAIM_MODULES`) and run their claims, grouped by section.
 
-    Only claims defined in a listed module itself are run.
+    Sections follow module order; only claims defined in a listed module itself are run.
     """
     ctx = ClaimContext(figure_dir=figure_dir)
     results: dict[str, ClaimResult] = {}
-    for name in modules:
+    for name in CLAIM_MODULES if modules is None else modules:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -31,22 +31,8 @@ import torch.fx
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..models import traceable
 from .counting import InputSize, hw_size
-
-
-class _Trunk(nn.Module):
-    """``forward_features`` then ``forward_head``: a zoo model's forward without the input check."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x))
-
-
-def _traceable(model: nn.Module) -> nn.Module:
-    return _Trunk(model) if hasattr(model, "forward_features") and hasattr(model, "forward_head") else model
 
 
 def _storage(t: torch.Tensor) -> tuple[int, int]:
@@ -86,7 +72,7 @@ class _LivenessInterpreter(torch.fx.Interpreter):
 
 def peak_activation_bytes(model: nn.Module, input_size: InputSize = 224) -> int:
     """Peak bytes of live activations for one image (graph liveness, see the module docstring)."""
-    gm = torch.fx.symbolic_trace(_traceable(model))
+    gm = torch.fx.symbolic_trace(traceable(model))
     interp = _LivenessInterpreter(gm)
     was_training = model.training
     model.eval()
@@ -163,7 +149,7 @@ def measure_peak_activation_bytes(model: nn.Module, input_size: InputSize = 224,
     ``traced=True`` runs the model's ``torch.fx`` code; ``False`` runs the module eagerly.
     """
     weights = {_storage(t)[0] for t in (*model.parameters(), *model.buffers())}
-    runner = torch.fx.symbolic_trace(_traceable(model)) if traced else model
+    runner = torch.fx.symbolic_trace(traceable(model)) if traced else model
     was_training = model.training
     model.eval()
     gc.collect()

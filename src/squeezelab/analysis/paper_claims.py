@@ -8,6 +8,7 @@ are written down. A ratio claim "Nx" holds when the measured ratio is at least
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
 from .baselines import build_model
@@ -22,20 +23,29 @@ SQUEEZENEXT = "SqueezeNext paper (arXiv 1803.10615)"
 
 
 def _params(ctx: ClaimContext, name: str) -> int:
-    key = f"params:{name}"
-    if key not in ctx.cache:
-        ctx.cache[key] = count_params(build_model(name, meta=True))
-    return ctx.cache[key]
+    return _count_params(name)
 
 
-def _macs(ctx: ClaimContext, name: str, size: int, **overrides: int) -> int:
-    key = f"macs:{name}:{size}:{sorted(overrides.items())}"
-    if key not in ctx.cache:
-        from ..models import create_model
+def _macs(ctx: ClaimContext, name: str, size: int, conv10_padding: int = 0) -> int:
+    return _count_macs(name, size, conv10_padding)
 
-        model = create_model(name, **overrides) if overrides else build_model(name)
-        ctx.cache[key] = count_macs(model, size)
-    return ctx.cache[key]
+
+@lru_cache(maxsize=None)
+def _count_params(name: str) -> int:
+    """Counts are pure functions of the architecture, so one process counts each model once."""
+    return count_params(build_model(name, meta=True))
+
+
+@lru_cache(maxsize=None)
+def _count_macs(name: str, size: int, conv10_padding: int) -> int:
+    import torch
+
+    from ..models import create_model
+
+    if not conv10_padding:
+        return count_macs(build_model(name, meta=True), size)
+    with torch.device("meta"):
+        return count_macs(create_model(name, conv10_padding=conv10_padding), size)
 
 
 def _ratio_row(text: str, paper_factor: float, measured: float, note: str, paper: Optional[str] = None) -> ClaimRow:

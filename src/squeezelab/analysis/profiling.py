@@ -230,7 +230,9 @@ def _resolve(model_or_name: Union[str, nn.Module], weights: Optional[str]) -> nn
     return build_model(model_or_name)
 
 
-def profile(model_or_name: Union[str, nn.Module], input_size: InputSize = 224, weights: Optional[str] = None) -> Profile:
+def profile(
+    model_or_name: Union[str, nn.Module], input_size: InputSize = 224, weights: Optional[str] = None, *, peak: bool = True
+) -> Profile:
     """Profile a zoo model, a baseline (``alexnet``, ``vgg19``, ``mobilenet_v1``, ``mobilenet_v2``) or a module.
 
     Args:
@@ -238,6 +240,7 @@ def profile(model_or_name: Union[str, nn.Module], input_size: InputSize = 224, w
         input_size: side length or (H, W) of the one input image.
         weights: a checkpoint or weights file for ``squeezelab.weights.load_model``; the sparse size
             and nonzero counts then describe those weights (e.g. a pruned checkpoint).
+        peak: compute the peak activation memory (a second, traced run); ``False`` leaves it 0.
     """
     model = _resolve(model_or_name, weights)
     height, width = hw_size(input_size)
@@ -317,7 +320,7 @@ def profile(model_or_name: Union[str, nn.Module], input_size: InputSize = 224, w
         layers=rows,
         params=count_params(model),
         macs=sum(r.macs for r in layer_rows),
-        peak_activation_bytes=peak_activation_bytes(model, (height, width)),
+        peak_activation_bytes=peak_activation_bytes(model, (height, width)) if peak else 0,
         nonzeros=_nonzeros(model),
         meta={"weights": weights} if weights else {},
     )

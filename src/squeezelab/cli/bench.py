@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     info_after = machine_info()
     print(format_table(BENCH_HEADERS, bench_table_rows(rows)))
     print(f"load average after: {info_after['load_average'][0]:.2f}; * = fastest non-reference backend")
+    if max(info["load_average"][0], info_after["load_average"][0]) > 0.5 * (info["cpu_count"] or 1):
+        print("note: the machine is busy (load average above half the cores): torch's threads and the sgemm "
+              "roofline suffer most; rerun on a quiet machine")
     if args.json:
         record = {"machine": info, "load_average_after": info_after["load_average"], "threads": threads,
                   "sgemm_gflops": sgemm, "input_size": args.input_size, "rows": [r.as_dict() for r in rows]}

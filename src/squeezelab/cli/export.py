@@ -47,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     path = export_model(model, output, args.format, input_size=size, dynamic_batch=args.dynamic_batch, meta=meta)
     elapsed = time.perf_counter() - start
-    print(f"exported {name} to {path} ({args.format}, input 1x{model.in_chans}x{size}x{size}"
-          f"{', dynamic batch' if args.dynamic_batch and args.format != 'torchscript' else ''}, {path.stat().st_size / 1e6:.2f} MB) in {elapsed:.1f}s")
+    dynamic = ", dynamic batch" if args.dynamic_batch and args.format != "torchscript" else ""
+    print(f"exported {name} to {path} ({args.format}, input 1x{model.in_chans}x{size}x{size}{dynamic}, "
+          f"{path.stat().st_size / 1e6:.2f} MB) in {elapsed:.1f}s")
     if not args.no_check:
         batch = 2 if args.dynamic_batch or args.format == "torchscript" else 1
         try:

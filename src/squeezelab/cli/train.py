@@ -48,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="channels_last memory format (default: on for CUDA)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--workers", type=int, help="data loader workers (default 0 on CPU, up to 8 on CUDA)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
     p.add_argument("--pretrained", metavar="CKPT", help="fine-tune from a squeezelab .safetensors checkpoint; "
                                                         "a new classifier replaces one with another class count")
     p.add_argument("--freeze-features", action="store_true", help="train only the classifier")

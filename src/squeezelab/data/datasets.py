@@ -88,9 +88,12 @@ class ImageDataset(Dataset):
             return torch.zeros(self.in_chans, *self._size()), SKIPPED_LABEL
         if seed is None:
             return self.transform(image), self.labels[index]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        saved = torch.get_rng_state()
+        torch.default_generator.manual_seed(seed)
+        try:
             return self.transform(image), self.labels[index]
+        finally:
+            torch.set_rng_state(saved)
 
     def _size(self) -> tuple[int, int]:
         side = getattr(self.transform, "output_size", 1)
@@ -332,6 +335,7 @@ def build_datasets(
     kind, _, arg = source.partition(":")
     kind = kind.lower()
     recipe = _Recipe()
+    train_arrays = val_arrays = None
     if kind == "digits":
         from sklearn.datasets import load_digits
 
@@ -346,7 +350,6 @@ def build_datasets(
         train_arrays, val_arrays = _fashion_mnist(arg or FASHION_MNIST_DIR)
         classes, native_chans, stats, default_size = list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32
     elif kind == "cifar10" and arg:
-        train_arrays = val_arrays = None
         native_chans, stats, default_size = 3, _STATS["cifar10"], 32
     else:
         kind = "folder"

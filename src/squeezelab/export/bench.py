@@ -87,8 +87,8 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
                 sgemm: Optional[float] = None) -> list[BenchRow]:
     """Time ``backends`` on ``model`` at ``batch`` x ``input_size``^2, interleaved; one row per backend.
 
-    The reference for ``speedup_vs_reference`` is ``torchvision`` when it is measured for this
-    architecture, else ``zoo``; it is always measured.
+    The reference for ``speedup_vs_reference`` is ``torchvision`` when torchvision has this
+    architecture, else ``zoo``; it is always measured, whatever ``backends`` says.
     """
     model = model.eval()
     threads = threads or torch.get_num_threads()
@@ -98,7 +98,7 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
     if hasattr(model, "check_input"):
         model.check_input(x)
     wanted = list(dict.fromkeys(backends))
-    reference_name = "torchvision" if "torchvision" in wanted and torchvision_model(model) is not None else "zoo"
+    reference_name = "torchvision" if torchvision_model(model) is not None else "zoo"
     if reference_name not in wanted:
         wanted.insert(0, reference_name)
     runners = _runners(model, wanted, x, threads)

@@ -15,27 +15,16 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import SqueezelabError
-
-
-class _Body(nn.Module):
-    """``model.forward`` without the input check, so fx can trace it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x))
+from ..models import traceable
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
     """fx-trace a zoo model's features + head (or any traceable module's forward)."""
-    target = _Body(model) if hasattr(model, "forward_features") and hasattr(model, "forward_head") else model
+    target = traceable(model)
     try:
         return fx.symbolic_trace(target)
     except Exception as exc:  # fx raises TraceError, TypeError, ... on data-dependent control flow
@@ -49,7 +38,8 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
     """A copy of ``model`` (eval mode) as an fx GraphModule with every Conv2d -> BatchNorm2d pair folded.
 
     The result has no input check and returns the same logits (to float rounding,
-    about 1e-6 relative). The number of folds is stored as ``folded_batchnorms``.
+    about 1e-6 relative). The number of folds is stored as ``folded_batchnorms``; the
+    model's ``in_chans``, ``num_classes``, ``min_input_size`` and ``model_name`` are copied over.
     """
     module = copy.deepcopy(model).eval()
     graph_module = trace(module)
@@ -76,4 +66,7 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
     graph_module.delete_all_unused_submodules()
     graph_module.recompile()
     graph_module.folded_batchnorms = folds
+    for attribute in ("in_chans", "num_classes", "min_input_size", "model_name"):
+        if hasattr(model, attribute):
+            setattr(graph_module, attribute, getattr(model, attribute))
     return graph_module

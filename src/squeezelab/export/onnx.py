@@ -42,8 +42,8 @@ def example_input_for(model: nn.Module, input_size: int, batch: int = 1) -> torc
     minimum = int(getattr(model, "min_input_size", 1))
     if input_size < minimum:
         name = getattr(model, "model_name", type(model).__name__)
-        raise SqueezelabError(f"input size {input_size} is below {name}'s minimum {minimum}; use --input-size {minimum} "
-                              "or more")
+        raise SqueezelabError(f"input size {input_size} is below {name}'s minimum {minimum}; "
+                              f"use --input-size {minimum} or more")
     in_chans = int(getattr(model, "in_chans", 3))
     generator = torch.Generator().manual_seed(0)
     return torch.randn(batch, in_chans, input_size, input_size, generator=generator)
@@ -76,8 +76,9 @@ def onnx_bytes(model: nn.Module, input_size: int = 224, dynamic_batch: bool = Tr
     """Serialize ``model`` (in eval mode, fp32) as an ONNX model; see :func:`export_onnx`."""
     import onnx
 
+    example = example_input_for(model, input_size)  # before the copy: deepcopy drops a GraphModule's attributes
+    name = getattr(model, "model_name", type(model).__name__)
     model = copy.deepcopy(model).float().eval()
-    example = example_input_for(model, input_size)
     buffer = io.BytesIO()
     dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     try:
@@ -89,7 +90,6 @@ def onnx_bytes(model: nn.Module, input_size: int = 224, dynamic_batch: bool = Tr
         raise
     except Exception as exc:  # the exporter raises RuntimeError, UnsupportedOperatorError, TypeError, ...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        name = getattr(model, "model_name", type(model).__name__)
         raise SqueezelabError(f"cannot export {name} to ONNX (opset {OPSET}): {first}; export a model built from "
                               "standard layers, or use --format torchscript") from None
     proto = onnx.load_from_string(buffer.getvalue())

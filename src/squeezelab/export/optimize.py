@@ -10,8 +10,9 @@ copies of NCHW; torchvision eager squeezenet1_0 at batch 1 drops from 37 to
 ``onnxruntime``  the model exported to ONNX (in memory) and run by ONNX Runtime
                  with spinning disabled (:class:`.runtime.OnnxRuntimeModule`).
 ``compile``      ``torch.compile`` (Inductor, freezing on) of the prepared model.
-``int8``         ``squeezelab.compress.int8`` when installed and ``allow_int8=True``
-                 (changes accuracy, so never chosen silently).
+``int8``         ``squeezelab.compress.int8`` (ONNX Runtime QDQ, calibrated on the images in
+                 ``calibration``); ``auto`` tries it only with ``allow_int8=True`` because it
+                 changes the logits by design (its error is reported, not bounded).
 
 ``backend="auto"`` builds the candidates in ``candidates`` (default eager and
 onnxruntime, plus int8 when allowed), rejects any whose logits differ from the
@@ -26,13 +27,16 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import SqueezelabError
+from ..io import PathLike
 from .fold import fold_batchnorm
 from .timing import interleaved
 
@@ -122,8 +126,28 @@ def _default_input(model: nn.Module) -> torch.Tensor:
     return torch.randn(1, int(getattr(model, "in_chans", 3)), size, size, generator=torch.Generator().manual_seed(0))
 
 
-def _build(backend: str, prepared: nn.Module, model: nn.Module, example: torch.Tensor, threads: Optional[int]
-           ) -> tuple[Callable[[torch.Tensor], torch.Tensor], bool]:
+def _build_int8(model: nn.Module, example: torch.Tensor, calibration: Optional[PathLike], threads: Optional[int]
+                ) -> nn.Module:
+    """ONNX Runtime INT8 (QDQ) via ``squeezelab.compress.int8``, calibrated on the images in ``calibration``."""
+    if importlib.util.find_spec("squeezelab.compress.int8") is None:
+        raise SqueezelabError("INT8 needs squeezelab.compress.int8, which is not installed in this version")
+    if calibration is None:
+        raise SqueezelabError("INT8 needs calibration images: pass calibration=FOLDER (a few dozen typical images)")
+    from ..compress.int8 import quantize_int8
+    from ..data.preprocess import Preprocess
+    from ..weights.checkpoint import CheckpointMeta
+    from .runtime import OnnxRuntimeModule
+
+    size = example.shape[-1]
+    meta = CheckpointMeta(getattr(model, "model_name", type(model).__name__), int(getattr(model, "num_classes", 0)),
+                          in_chans=example.shape[1], preprocess=Preprocess(crop=size, resize=round(size * 256 / 224)))
+    with tempfile.TemporaryDirectory(prefix="squeezelab-optimize-") as tmp:
+        path = quantize_int8(copy.deepcopy(model).eval(), meta, Path(tmp) / "int8.onnx", calibration)
+        return OnnxRuntimeModule(path.read_bytes(), threads=threads)
+
+
+def _build(backend: str, prepared: nn.Module, model: nn.Module, example: torch.Tensor, threads: Optional[int],
+           calibration: Optional[PathLike]) -> tuple[Callable[[torch.Tensor], torch.Tensor], bool]:
     """(runner, wants channels_last input) for one backend."""
     if backend == "eager":
         return prepared, True
@@ -136,16 +160,13 @@ def _build(backend: str, prepared: nn.Module, model: nn.Module, example: torch.T
     if backend == "compile":
         return torch.compile(prepared, options={"freezing": True}), True
     if backend == "int8":
-        if importlib.util.find_spec("squeezelab.compress.int8") is None:
-            raise SqueezelabError("INT8 needs squeezelab.compress.int8, which is not installed in this version")
-        int8 = importlib.import_module("squeezelab.compress.int8")
-        return int8.quantize_for_inference(copy.deepcopy(model).eval(), example), False
+        return _build_int8(model, example, calibration, threads), False
     raise SqueezelabError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
 
 
 def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, backend: str = "auto", *,
-             candidates: Sequence[str] = AUTO_CANDIDATES, allow_int8: bool = False, threads: Optional[int] = None,
-             reps: int = 10) -> OptimizedModel:
+             candidates: Sequence[str] = AUTO_CANDIDATES, allow_int8: bool = False,
+             calibration: Optional[PathLike] = None, threads: Optional[int] = None, reps: int = 10) -> OptimizedModel:
     """Return a fast inference module with the same outputs as ``model``.
 
     Args:
@@ -154,7 +175,9 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
             the model's design size). Inputs of other batch sizes work too.
         backend: ``"auto"`` (fastest checked candidate) or one of :data:`BACKENDS`.
         candidates: the backends ``auto`` tries (default eager and onnxruntime).
-        allow_int8: let ``auto`` also try INT8, whose logits differ from fp32 by design.
+        allow_int8: let ``auto`` also try INT8, whose logits differ from fp32 by design
+            (its error is reported, not bounded; check accuracy with ``squeezelab eval``).
+        calibration: a folder of images for INT8 calibration (needed by ``int8``).
         threads: intra-op threads for ONNX Runtime (default ``torch.get_num_threads()``).
         reps: interleaved timing rounds for ``auto``.
 
@@ -164,6 +187,13 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
     """
     if backend != "auto" and backend not in BACKENDS:
         raise SqueezelabError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+    from .runtime import OnnxRuntimeModule
+
+    if isinstance(model, OnnxRuntimeModule):  # an exported file (e.g. weights loaded from .onnx): already optimized
+        report = OptimizeReport("onnxruntime", [Candidate("onnxruntime", error=0.0)])
+        channels = model.input_shape[1] if len(model.input_shape) == 4 else None
+        in_chans = channels if isinstance(channels, int) else (model.meta.in_chans if model.meta else 3)
+        return OptimizedModel(model, "onnxruntime", report, in_chans, 1, False)
     example = _default_input(model) if example_input is None else example_input
     if hasattr(model, "check_input"):
         model.check_input(example)
@@ -178,7 +208,7 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
         candidate = Candidate(name)
         tried.append(candidate)
         try:
-            runner, wants_cl = _build(name, prepared, model, example, threads)
+            runner, wants_cl = _build(name, prepared, model, example, threads, calibration)
             x = example.contiguous(memory_format=torch.channels_last) if wants_cl else example
             with torch.inference_mode():
                 candidate.error = max_error(runner(x), reference)

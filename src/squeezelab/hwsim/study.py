@@ -62,7 +62,7 @@ def headline_ratios(config: Union[str, AcceleratorConfig] = "default") -> list[d
 def plot_layers(results: Sequence[SimResult], time_unit: str = "cycles"):
     """The paper's per-layer figure: time (cycles) and energy of every PE layer, one column per network.
 
-    Bars are coloured by stage; energy is stacked by level (MAC, RF, NoC, GLB, DRAM, static).
+    One filled step per layer, coloured by stage; energy is stacked by level (MAC, RF, NoC, GLB, DRAM, static).
     """
     import matplotlib
 
@@ -76,19 +76,20 @@ def plot_layers(results: Sequence[SimResult], time_unit: str = "cycles"):
     cmap = plt.get_cmap("tab10")
     for col, result in enumerate(results):
         layers = result.layers
-        x = range(len(layers))
+        edges = [i - 0.5 for i in range(len(layers) + 1)]
         stages = list(dict.fromkeys(r.stage for r in layers))
-        colors = [cmap(stages.index(r.stage) % 10) for r in layers]
         top, bottom = axes[0][col], axes[1][col]
-        top.bar(x, [r.cycles for r in layers], color=colors, width=0.9)
+        for i, stage in enumerate(stages):  # one filled step artist per stage / level keeps plotting fast
+            top.stairs([r.cycles if r.stage == stage else 0 for r in layers], edges, fill=True, color=cmap(i % 10))
         top.set_title(f"{result.model}: {result.cycles:,} cycles, util {result.utilization:.0%}", fontsize=9)
         top.set_ylabel(time_unit)
         base = [0.0] * len(layers)
         for i, level in enumerate(levels):
             values = [getattr(r, f"energy_{level}") for r in layers]
             if any(values):
-                bottom.bar(x, values, bottom=base, color=plt.get_cmap("Set2")(i), width=0.9, label=level)
-                base = [b + v for b, v in zip(base, values)]
+                top_edge = [b + v for b, v in zip(base, values)]
+                bottom.stairs(top_edge, edges, baseline=base, fill=True, color=plt.get_cmap("Set2")(i), label=level)
+                base = top_edge
         bottom.set_title(f"energy {result.energy:.3g} {result.energy_unit}", fontsize=9)
         bottom.set_ylabel(f"energy ({result.energy_unit})")
         bottom.set_xlabel("layer (execution order)")

@@ -75,7 +75,10 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
         skipped.extend(p for p in entries if p.is_file())
         for folder, label in zip(folders, labels):
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                (samples.append((path, label)) if _is_image(path) else skipped.append(path))
+                if _is_image(path):
+                    samples.append((path, label))
+                else:
+                    skipped.append(path)
     else:
         layout = "imagenet flat (label = wnid in the file name)"
         for path in entries:

@@ -1,7 +1,7 @@
 """The model zoo: SqueezeNet, SqueezeNext and the chapter's teaching networks, behind one registry."""
 
 from . import squeezenet, squeezenext, textbook  # noqa: F401  (registers the models)
-from ._base import ClassifierModel
+from ._base import ClassifierModel, traceable
 from .registry import ModelEntry, create_model, get_model_entry, list_models, resolve_name
 from .squeezenet import Fire, SqueezeNet, fire_specs
 from .squeezenext import SqueezeNext, SqueezeNextBlock
@@ -18,4 +18,5 @@ __all__ = [
     "get_model_entry",
     "list_models",
     "resolve_name",
+    "traceable",
 ]

@@ -96,3 +96,21 @@ class ClassifierModel(nn.Module):
         finally:
             self.train(was_training)
         self.min_input_size = lo
+
+
+class UncheckedForward(nn.Module):
+    """``forward_features`` then ``forward_head`` without the input check: what fx tracing can follow."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(x))
+
+
+def traceable(model: nn.Module) -> nn.Module:
+    """A zoo model wrapped in :class:`UncheckedForward`; any other module unchanged."""
+    if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
+        return UncheckedForward(model)
+    return model

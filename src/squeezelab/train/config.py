@@ -37,6 +37,7 @@ class TrainConfig:
     channels_last: Optional[bool] = None
     device: str = "auto"
     workers: Optional[int] = None
+    threads: Optional[int] = None
     pretrained: Optional[str] = None
     freeze_features: bool = False
     num_classes: Optional[int] = None

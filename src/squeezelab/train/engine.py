@@ -194,9 +194,10 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
     raise SqueezelabError(f"unknown schedule {schedule!r}; use cosine or poly")
 
 
-def _loader(dataset: Dataset, batch_size: int, sampler, workers: int, device: torch.device) -> DataLoader:
+def _loader(dataset: Dataset, batch_size: int, sampler, workers: int, device: torch.device, seed: int) -> DataLoader:
+    """A loader with its own generator, so starting an epoch draws nothing from the global RNG (exact resume)."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=device.type == "cuda", drop_last=False)
+                      pin_memory=device.type == "cuda", drop_last=False, generator=torch.Generator().manual_seed(seed))
 
 
 def evaluate_model(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, device: str | torch.device = "cpu",
@@ -289,7 +290,7 @@ def _resolve_run_dir(cfg: TrainConfig) -> Path:
 
 def _restore_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
     """The saved run's configuration, keeping this call's epochs, device, workers, progress and callback."""
-    keep = {"epochs", "device", "workers", "progress", "after_step", "resume", "output"}
+    keep = {"epochs", "device", "workers", "threads", "progress", "after_step", "resume", "output"}
     values = {k: v for k, v in saved.items() if k in TrainConfig.field_names() and k not in keep}
     return replace(cfg, **values)
 
@@ -309,7 +310,16 @@ def train(config: Optional[TrainConfig] = None, **kwargs: Any) -> TrainResult:
         config = TrainConfig(**kwargs)
     elif kwargs:
         config = replace(config, **kwargs)
-    cfg = config
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig) -> TrainResult:
     run_dir = _resolve_run_dir(cfg)
     resume_state = None
     if cfg.resume:
@@ -411,7 +421,7 @@ def train(config: Optional[TrainConfig] = None, **kwargs: Any) -> TrainResult:
         for epoch in range(start_epoch, cfg.epochs):
             sampler = EpochSampler(bundle.train, seed=cfg.seed, epoch=epoch, rank=ddp.rank,
                                    world_size=ddp.world_size, start=epoch_step * cfg.batch_size)
-            loader = _loader(bundle.train, cfg.batch_size, sampler, workers, device)
+            loader = _loader(bundle.train, cfg.batch_size, sampler, workers, device, cfg.seed * 1000 + epoch)
             _set_train_mode(model, cfg.freeze_features)
             progress = Progress(cfg.progress and ddp.is_main, steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
             tic = time.perf_counter()

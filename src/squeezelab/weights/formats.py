@@ -168,6 +168,8 @@ def read_openvino(xml_path: PathLike, bin_path: PathLike | None = None, architec
             raise SqueezelabError(f"{xml_path}: layer {layer.get('name')} is {data.get('output')}x{kernel}, "
                                   f"{architecture} expects {shape}")
         stats.layers.append(name)
+        weights_node = blobs.find("weights")
+        stats.byte_offsets.append(int(weights_node.get("offset", -1)) if weights_node is not None else -1)
         for key, tag, want in (("weight", "weights", shape), ("bias", "biases", (cout,))):
             node = blobs.find(tag)
             if node is None:

@@ -12,6 +12,7 @@ streamed to a temporary file and renamed into place only once its hash matches.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -168,18 +169,23 @@ def download(url: str, dest: PathLike, sha256: str, timeout: float = 60.0) -> Pa
     dest = Path(dest)
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(dest) as tmp:
-            with open(tmp, "wb") as out:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != sha256:
-                raise SqueezelabError(f"download of {url} has sha256 {digest.hexdigest()[:12]}..., expected "
-                                      f"{sha256[:12]}...; nothing was saved, try again or pass a local file")
+        response = urllib.request.urlopen(url, timeout=timeout)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise SqueezelabError(f"cannot download {url} ({reason}); offline? get the file elsewhere and pass its path "
                               f"(--weights /path/to/{dest.name}) or put it in ${WEIGHTS_DIR_ENV}") from None
+    try:
+        with response, atomic_path(dest) as tmp, open(tmp, "wb") as out:
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                digest.update(chunk)
+                out.write(chunk)
+            out.close()
+            if digest.hexdigest() != sha256:
+                raise SqueezelabError(f"download of {url} has sha256 {digest.hexdigest()[:12]}..., expected "
+                                      f"{sha256[:12]}...; nothing was saved, try again or pass a local file")
+    except (OSError, http.client.HTTPException) as exc:
+        raise SqueezelabError(f"download of {url} to {dest} failed ({exc}); nothing was saved, check the network "
+                              f"or set ${CACHE_ENV} to a writable folder") from None
     return dest
 
 

@@ -1,0 +1,90 @@
+"""Interleaved timing, the sgemm roofline, ``bench_model`` and the ``squeezelab bench`` CLI.
+
+Budget: about 10 s on 2 idle cores (32 px inputs, 3 timed rounds).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torchvision
+
+from _export_helpers import calibrated, single_thread  # noqa: F401
+from squeezelab.analysis import count_macs
+from squeezelab.cli.main import main
+from squeezelab.export.bench import bench_model, torchvision_model
+from squeezelab.export.timing import interleaved, sgemm_gflops
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_interleaved_rotates_the_order_and_counts_rounds() -> None:
+    calls: list[str] = []
+    timings = interleaved({n: (lambda n=n: calls.append(n)) for n in "abc"}, reps=4, warmup=1)
+    assert calls[:3] == list("abc")  # warm-up round
+    assert calls[3:] == list("abc" "bca" "cab" "abc")
+    assert all(len(t.samples) == 4 and t.p90 >= t.median > 0 for t in timings.values())
+
+
+def test_interleaved_stops_after_max_seconds_but_keeps_three_rounds() -> None:
+    timings = interleaved({"spin": lambda: sum(range(20000))}, reps=1000, warmup=0, max_seconds=0.0)
+    assert len(timings["spin"].samples) == 3
+
+
+def test_sgemm_roofline_is_plausible() -> None:
+    rate = sgemm_gflops(threads=1, n=256, reps=3)
+    assert 0.5 < rate < 1000  # any CPU from the last 15 years, one core
+
+
+def test_torchvision_model_carries_the_zoo_weights() -> None:
+    model = calibrated("squeezenet1_0")
+    tv = torchvision_model(model)
+    assert isinstance(tv, torchvision.models.SqueezeNet)
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(tv(x), model(x), rtol=0, atol=1e-6)
+    assert torchvision_model(calibrated("sqnxt23_w1")) is None
+
+
+def test_bench_model_rows_are_consistent() -> None:
+    model = calibrated("squeezenet1_1")
+    rows = bench_model(model, batch=2, backends=["eager", "onnxruntime"], input_size=32, threads=1, reps=3,
+                       warmup=1, sgemm=50.0)
+    by = {r.backend: r for r in rows}
+    assert set(by) == {"torchvision", "eager", "onnxruntime"}  # the reference is always measured
+    flops = 2 * count_macs(model, 32) * 2
+    for r in rows:
+        assert r.reference == "torchvision" and r.reps == 3 and r.error <= 1e-4
+        assert r.gflops == pytest.approx(flops / (r.median_ms / 1e3) / 1e9)
+        assert r.roofline_fraction == pytest.approx(r.gflops / 50.0)
+        assert r.images_per_s == pytest.approx(2 / (r.median_ms / 1e3))
+        assert r.speedup_vs_reference == pytest.approx(by["torchvision"].median_ms / r.median_ms)
+    assert by["torchvision"].speedup_vs_reference == 1.0
+
+
+def test_cli_bench_writes_json(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "sqnxt23v5_w1", "--batch", "1", "--backends", "eager", "--input-size", "32",
+                 "--threads", "1", "--reps", "3", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "load average" in text and "sgemm" in text and "vs zoo" in text
+    record = json.loads(out.read_text())
+    assert record["threads"] == 1 and len(record["machine"]["load_average"]) == 3
+    assert {r["backend"] for r in record["rows"]} == {"zoo", "eager"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch", "0"], "batch sizes must be positive"),
+    (["--backends", "tensorrt"], "unknown backend"),
+])
+def test_cli_bench_bad_arguments(argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "squeezenet1_1", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_bench_unknown_model_is_one_line(capsys) -> None:
+    assert main(["bench", "squeezenet7", "--batch", "1"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
