@@ -62,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-limit", type=int, help="validate on a fixed random subset of this many images")
     p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--prune-masks", metavar="FILE", help="keep these pruning masks (from 'squeezelab compress "
+                   "--save-masks') applied after every step, to retrain a pruned model")
     p.set_defaults(func=run_train)
 
 
@@ -71,6 +73,10 @@ def run_train(args: argparse.Namespace) -> int:
     options = {k: v for k, v in vars(args).items() if k in TrainConfig.field_names()}
     if args.train_limit is not None and args.train_limit < 1:
         raise SqueezelabError(f"--train-limit must be >= 1, got {args.train_limit}")
+    if args.prune_masks:
+        from ..compress.prune import ApplyMasks, load_masks
+
+        options["after_step"] = ApplyMasks(load_masks(args.prune_masks))
     result = train(TrainConfig(**options))
     if result.interrupted:
         return 130
