@@ -222,23 +222,23 @@ class SimResult:
 
     @property
     def macs(self) -> int:
-        return sum(r.macs for r in self.layers)
+        return self.total.macs
 
     @property
     def cycles(self) -> int:
-        return sum(r.cycles for r in self.layers)
+        return self.total.cycles
 
     @property
     def energy(self) -> float:
-        return sum(r.energy for r in self.layers)
+        return self.total.energy
 
     @property
     def seconds(self) -> float:
-        return sum(r.seconds for r in self.layers)
+        return self.total.seconds
 
     @property
     def utilization(self) -> float:
-        return self.macs / (self.config.array_rows * self.config.array_cols * self.cycles)
+        return self.total.utilization
 
     @property
     def energy_unit(self) -> str:
