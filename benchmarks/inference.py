@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from squeezelab.export.bench import BENCH_HEADERS, DEFAULT_BACKENDS, bench_model, bench_table_rows
-from squeezelab.export.timing import machine_info, sgemm_gflops
+from squeezelab.export.timing import OtherLoad, machine_info, sgemm_gflops
 from squeezelab.io import atomic_write_text
 from squeezelab.models import create_model
 from squeezelab.tables import format_table
@@ -70,13 +70,13 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", help="override the model list")
     parser.add_argument("--batch", default="1,32")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, help="timed rounds (default 40, --quick 10)")
+    parser.add_argument("--reps", type=int, help="timed calls per configuration (default 40, --quick 12)")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--json", default="benchmarks/results/inference.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = args.models or (QUICK_MODELS if args.quick else FULL_MODELS)
-    reps = args.reps or (10 if args.quick else 40)
+    reps = args.reps or (12 if args.quick else 40)
     backends = [*DEFAULT_BACKENDS, *(["compile"] if args.compile else [])]
     batches = [int(b) for b in args.batch.split(",")]
     info = machine_info()
@@ -86,24 +86,28 @@ def main(argv=None) -> int:
           f"onnxruntime {info['onnxruntime']}", flush=True)
     start = time.perf_counter()
     rows = []
-    for name in models:
-        model = create_model(name).eval()
-        for batch in batches:
-            rows.extend(bench_model(model, batch, backends, input_size=args.input_size, threads=args.threads,
-                                    reps=reps, max_seconds=60.0 if batch > 1 else 20.0, sgemm=sgemm))
-            print(f"  {name} batch {batch} done ({time.perf_counter() - start:.0f}s)", file=sys.stderr, flush=True)
+    with OtherLoad() as other:
+        for name in models:
+            model = create_model(name).eval()
+            for batch in batches:
+                rows.extend(bench_model(model, batch, backends, input_size=args.input_size, threads=args.threads,
+                                        reps=reps, max_seconds=60.0 if batch > 1 else 20.0, sgemm=sgemm))
+                print(f"  {name} batch {batch} done ({time.perf_counter() - start:.0f}s)", file=sys.stderr,
+                      flush=True)
     after = machine_info()
     print(format_table(BENCH_HEADERS, bench_table_rows(rows)))
-    print(f"load average after: {after['load_average']}; * = fastest non-reference backend")
+    other_text = "unknown" if other.cores is None else f"{other.cores:.2f} cores"
+    print(f"other processes' CPU use during the run: {other_text}; load average after: {after['load_average']} "
+          "(includes this run's threads); * = fastest non-reference backend")
     goals = goal_lines(rows)
-    busy = max(info["load_average"][0], after["load_average"][0]) > 0.5 * (info["cpu_count"] or 1)
+    busy = (other.cores if other.cores is not None else after["load_average"][0]) > 0.25 * (info["cpu_count"] or 1)
     if busy:
-        goals.append("WARNING: load average above half the core count: the other processes slow torch's "
-                     "OpenMP threads and the sgemm roofline; rerun on a quiet machine before reading these")
+        goals.append("WARNING: other processes used more than a quarter of the cores during the run: they slow "
+                     "torch's OpenMP threads and the sgemm roofline; rerun on a quiet machine before reading these")
     print("\n".join(goals))
     record = {"command": " ".join(["benchmarks/inference.py", *(argv if argv is not None else sys.argv[1:])]),
-              "machine": info, "load_average_after": after["load_average"], "threads": args.threads,
-              "sgemm_gflops": sgemm, "quiet": not busy, "input_size": args.input_size, "reps": reps, "goals": goals,
+              "machine": info, "load_average_after": after["load_average"], "other_process_cores": other.cores,
+              "threads": args.threads, "sgemm_gflops": sgemm, "quiet": not busy, "input_size": args.input_size, "reps": reps, "goals": goals,
               "seconds": time.perf_counter() - start, "rows": [r.as_dict() for r in rows]}
     atomic_write_text(Path(args.json), json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -3,8 +3,10 @@
     nice -n 10 .venv/bin/python benchmarks/int8_latency.py --json benchmarks/results/int8_latency.json
 
 Calibration uses scikit-image's sample photos (disjoint from the evaluation
-folder) unless ``--calibration DIR`` is given. Latency is the median of
-``--runs`` timed runs after warm-up, with ``--threads`` intra-op threads for both.
+folder) unless ``--calibration DIR`` is given. Latency is the median of at least
+``--runs`` timed calls per variant, timed in interleaved blocks like ``squeezelab
+bench`` (:func:`squeezelab.export.timing.interleaved`), with ``--threads``
+intra-op threads and ONNX Runtime's spinning threads on for both ORT variants.
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from squeezelab.compress.int8 import quantize_int8
 from squeezelab.compress.measure import ImageSet, skimage_photos
 from squeezelab.export.onnx import export_onnx
 from squeezelab.export.runtime import OnnxRuntimeModule
+from squeezelab.export.timing import BLOCK, SETTLE, interleaved
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
 from squeezelab.weights.loader import load_model
@@ -31,16 +32,12 @@ from squeezelab.weights.loader import load_model
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def latency_ms(module: torch.nn.Module, x: torch.Tensor, runs: int, warmup: int = 5) -> float:
-    with torch.no_grad():
-        for _ in range(warmup):
-            module(x)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            module(x)
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+def latencies_ms(variants: dict[str, torch.nn.Module], x: torch.Tensor, runs: int) -> dict[str, float]:
+    """Median ms per call of each variant on ``x``, interleaved in blocks."""
+    with torch.inference_mode():
+        times = interleaved({n: (lambda m=m: m(x)) for n, m in variants.items()}, reps=max(3, -(-runs // BLOCK)),
+                            warmup=2, block=BLOCK, settle=SETTLE)
+    return {n: 1000 * t.median for n, t in times.items()}
 
 
 def main() -> None:
@@ -62,14 +59,16 @@ def main() -> None:
         fp32_path = export_onnx(model, Path(tmp) / "fp32.onnx", input_size=meta.preprocess.crop, meta=meta)
         int8_path = quantize_int8(model, meta, Path(tmp) / "int8.onnx", args.calibration or skimage_photos(),
                                   method=args.method)
-        variants = {"torch fp32": model, "ORT fp32": OnnxRuntimeModule(fp32_path, threads=args.threads),
-                    "ORT int8": OnnxRuntimeModule(int8_path, threads=args.threads)}
+        variants = {"torch fp32": model,
+                    "ORT fp32": OnnxRuntimeModule(fp32_path, threads=args.threads, spinning=True),
+                    "ORT int8": OnnxRuntimeModule(int8_path, threads=args.threads, spinning=True)}
         sizes = {"torch fp32": None, "ORT fp32": fp32_path.stat().st_size, "ORT int8": int8_path.stat().st_size}
+        ones = latencies_ms(variants, images.images[:1], args.runs)
+        manys = latencies_ms(variants, images.images[:args.batch], max(5, args.runs // 3))
         rows, results = [], {}
         for name, net in variants.items():
             top1, top5 = images.accuracy(net)
-            one = latency_ms(net, images.images[:1], args.runs)
-            many = latency_ms(net, images.images[:args.batch], max(5, args.runs // 3))
+            one, many = ones[name], manys[name]
             results[name] = {"top1": top1, "top5": top5, "latency_ms_batch1": one,
                              f"latency_ms_batch{args.batch}": many, "file_bytes": sizes[name]}
             rows.append([name, f"{top1:.0f}", f"{top5:.0f}", f"{one:.2f}", f"{many:.1f}",

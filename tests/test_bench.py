@@ -6,6 +6,7 @@ Budget: about 10 s on 2 idle cores (32 px inputs, 3 timed rounds).
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -26,6 +27,26 @@ def test_interleaved_rotates_the_order_and_counts_rounds() -> None:
     assert calls[:3] == list("abc")  # warm-up round
     assert calls[3:] == list("abc" "bca" "cab" "abc")
     assert all(len(t.samples) == 4 and t.p90 >= t.median > 0 for t in timings.values())
+
+
+def test_interleaved_blocks_time_only_the_calls_after_settling() -> None:
+    calls: list[str] = []
+    slow_first = {"a": True, "b": True}
+
+    def call(name: str) -> None:
+        calls.append(name)
+        if slow_first[name]:  # the first call of each block pays for its predecessor
+            sum(range(200000))
+        slow_first[name] = False
+        slow_first["b" if name == "a" else "a"] = True
+
+    timings = interleaved({n: (lambda n=n: call(n)) for n in "ab"}, reps=2, warmup=0, block=3, settle=1)
+    assert "".join(calls) == "aaaa" "bbbb" "bbbb" "aaaa"
+    assert all(len(t.samples) == 6 for t in timings.values())
+    start = time.perf_counter()
+    sum(range(200000))
+    slow = time.perf_counter() - start
+    assert all(t.median < slow / 10 for t in timings.values())  # no slow first call was timed
 
 
 def test_interleaved_stops_after_max_seconds_but_keeps_three_rounds() -> None:
@@ -56,7 +77,7 @@ def test_bench_model_rows_are_consistent() -> None:
     assert set(by) == {"torchvision", "eager", "onnxruntime"}  # the reference is always measured
     flops = 2 * count_macs(model, 32) * 2
     for r in rows:
-        assert r.reference == "torchvision" and r.reps == 3 and r.error <= 1e-4
+        assert r.reference == "torchvision" and r.reps == 12 and r.error <= 1e-4  # 3 rounds of 4
         assert r.gflops == pytest.approx(flops / (r.median_ms / 1e3) / 1e9)
         assert r.roofline_fraction == pytest.approx(r.gflops / 50.0)
         assert r.images_per_s == pytest.approx(2 / (r.median_ms / 1e3))
@@ -88,3 +109,20 @@ def test_cli_bench_bad_arguments(argv, message, capsys) -> None:
 def test_cli_bench_unknown_model_is_one_line(capsys) -> None:
     assert main(["bench", "squeezenet7", "--batch", "1"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_other_load_counts_other_processes_but_not_this_one() -> None:
+    import subprocess
+    import sys
+
+    from squeezelab.export.timing import OtherLoad
+
+    spinner = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass\n"
+    with OtherLoad() as other:
+        subprocess.run([sys.executable, "-c", spinner], check=True)
+    assert other.cores is not None and other.cores >= 0.5  # the child kept about one core busy
+    with OtherLoad() as own:
+        end = time.perf_counter() + 1.0
+        while time.perf_counter() < end:
+            pass
+    assert own.cores is not None and own.cores < other.cores + 0.5  # our own spinning is not counted

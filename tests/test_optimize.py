@@ -110,3 +110,16 @@ def test_optimize_passes_an_onnx_runtime_module_through(tmp_path) -> None:
     x = torch.randn(2, 3, 34, 34)
     with torch.no_grad():
         assert fast(x).sub(model(x)).abs().max().item() <= 1e-4
+
+
+def test_onnx_runtime_spins_only_where_asked(tmp_path) -> None:
+    from squeezelab.export import export_onnx
+
+    def spinning(module: OnnxRuntimeModule) -> str:
+        return module.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    model = calibrated("squeezenet1_1")
+    assert spinning(OnnxRuntimeModule(export_onnx(model, tmp_path / "m.onnx", input_size=34))) == "0"
+    example = torch.randn(1, 3, 34, 34)
+    assert spinning(squeezelab.optimize(model, example, backend="onnxruntime").runner) == "1"
+    assert spinning(squeezelab.optimize(model, example, backend="onnxruntime", spinning=False).runner) == "0"

@@ -6,7 +6,9 @@ eager model before timing):
 ``torchvision``  torchvision's eager model (NCHW), for squeezenet1_0 / 1_1 only: the reference.
 ``zoo``          the zoo model as built, eager NCHW (the reference for architectures torchvision lacks).
 ``eager``        :func:`~squeezelab.optimize` with ``backend="eager"``: BN folded, channels_last.
-``onnxruntime``  :func:`~squeezelab.optimize` with ``backend="onnxruntime"`` (spinning off).
+``onnxruntime``  :func:`~squeezelab.optimize` with ``backend="onnxruntime"`` (ORT's default
+                 spinning threads; the untimed first call of each timing block keeps
+                 their spinning from slowing the next backend, :mod:`.timing`).
 ``compile``      :func:`~squeezelab.optimize` with ``backend="compile"`` (minutes to compile).
 
 GFLOP/s counts 2 FLOPs per multiply-accumulate of :func:`~squeezelab.analysis.count_macs`.
@@ -24,7 +26,7 @@ from torch import nn
 from ..analysis import count_macs
 from ..errors import SqueezelabError
 from .optimize import FP32_TOLERANCE, max_error, optimize
-from .timing import interleaved
+from .timing import BLOCK, SETTLE, interleaved
 
 BENCH_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime", "compile")
 DEFAULT_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime")
@@ -87,7 +89,9 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
                 sgemm: Optional[float] = None) -> list[BenchRow]:
     """Time ``backends`` on ``model`` at ``batch`` x ``input_size``^2, interleaved; one row per backend.
 
-    The reference for ``speedup_vs_reference`` is ``torchvision`` when torchvision has this
+    ``reps`` is the least number of timed calls per backend, taken in rounds of
+    :data:`~.timing.BLOCK` (at least three rounds). The reference for
+    ``speedup_vs_reference`` is ``torchvision`` when torchvision has this
     architecture, else ``zoo``; it is always measured, whatever ``backends`` says.
     """
     model = model.eval()
@@ -110,8 +114,8 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
         raise SqueezelabError(f"{name}: backends {', '.join(bad)} differ from eager by more than "
                               f"{FP32_TOLERANCE:.0e} ({', '.join(f'{e:.1e}' for e in bad.values())}); not timing them")
     with torch.inference_mode():
-        times = interleaved({n: (lambda r=r: r(x)) for n, r in runners.items()}, reps=reps, warmup=warmup,
-                            max_seconds=max_seconds)
+        times = interleaved({n: (lambda r=r: r(x)) for n, r in runners.items()}, reps=max(3, -(-reps // BLOCK)),
+                            warmup=warmup, max_seconds=max_seconds, block=BLOCK, settle=SETTLE)
     flops = 2.0 * count_macs(model, input_size) * batch
     reference_median = times[reference_name].median
     rows = []

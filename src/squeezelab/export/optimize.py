@@ -8,7 +8,9 @@ copies of NCHW; torchvision eager squeezenet1_0 at batch 1 drops from 37 to
 
 ``eager``        the prepared model under ``torch.inference_mode``.
 ``onnxruntime``  the model exported to ONNX (in memory) and run by ONNX Runtime
-                 with spinning disabled (:class:`.runtime.OnnxRuntimeModule`).
+                 (:class:`.runtime.OnnxRuntimeModule`), its worker threads spinning
+                 between calls unless ``spinning=False``: ORT's own default, and worth
+                 35% of squeezenet1_1's batch-1 latency on 2 cores (docs/inference.md).
 ``compile``      ``torch.compile`` (Inductor, freezing on) of the prepared model.
 ``int8``         ``squeezelab.compress.int8`` (ONNX Runtime QDQ, calibrated on the images in
                  ``calibration``); ``auto`` tries it only with ``allow_int8=True`` because it
@@ -17,8 +19,8 @@ copies of NCHW; torchvision eager squeezenet1_0 at batch 1 drops from 37 to
 ``backend="auto"`` builds the candidates in ``candidates`` (default eager and
 onnxruntime, plus int8 when allowed), rejects any whose logits differ from the
 eager model by more than ``1e-4`` (relative to the logit scale, see
-:func:`max_error`), times the rest interleaved on ``example_input`` and keeps
-the fastest. ``compile`` is left out of the default list because Inductor
+:func:`max_error`), times the rest in interleaved blocks on ``example_input``
+(:func:`.timing.interleaved`) and keeps the fastest. ``compile`` is left out of the default list because Inductor
 needed 150 s to compile squeezenet1_0 on the 2-core machine and was not faster
 than ONNX Runtime there (docs/inference.md); ask for it by name.
 """
@@ -38,7 +40,7 @@ from torch import nn
 from ..errors import SqueezelabError
 from ..io import PathLike
 from .fold import fold_batchnorm
-from .timing import interleaved
+from .timing import BLOCK, SETTLE, interleaved
 
 BACKENDS = ("eager", "onnxruntime", "compile", "int8")
 AUTO_CANDIDATES = ("eager", "onnxruntime")
@@ -126,8 +128,8 @@ def _default_input(model: nn.Module) -> torch.Tensor:
     return torch.randn(1, int(getattr(model, "in_chans", 3)), size, size, generator=torch.Generator().manual_seed(0))
 
 
-def _build_int8(model: nn.Module, example: torch.Tensor, calibration: Optional[PathLike], threads: Optional[int]
-                ) -> nn.Module:
+def _build_int8(model: nn.Module, example: torch.Tensor, calibration: Optional[PathLike], threads: Optional[int],
+                spinning: bool) -> nn.Module:
     """ONNX Runtime INT8 (QDQ) via ``squeezelab.compress.int8``, calibrated on the images in ``calibration``."""
     if importlib.util.find_spec("squeezelab.compress.int8") is None:
         raise SqueezelabError("INT8 needs squeezelab.compress.int8, which is not installed in this version")
@@ -143,11 +145,11 @@ def _build_int8(model: nn.Module, example: torch.Tensor, calibration: Optional[P
                           in_chans=example.shape[1], preprocess=Preprocess(crop=size, resize=round(size * 256 / 224)))
     with tempfile.TemporaryDirectory(prefix="squeezelab-optimize-") as tmp:
         path = quantize_int8(copy.deepcopy(model).eval(), meta, Path(tmp) / "int8.onnx", calibration)
-        return OnnxRuntimeModule(path.read_bytes(), threads=threads)
+        return OnnxRuntimeModule(path.read_bytes(), threads=threads, spinning=spinning)
 
 
 def _build(backend: str, prepared: nn.Module, model: nn.Module, example: torch.Tensor, threads: Optional[int],
-           calibration: Optional[PathLike]) -> tuple[Callable[[torch.Tensor], torch.Tensor], bool]:
+           calibration: Optional[PathLike], spinning: bool) -> tuple[Callable[[torch.Tensor], torch.Tensor], bool]:
     """(runner, wants channels_last input) for one backend."""
     if backend == "eager":
         return prepared, True
@@ -156,17 +158,18 @@ def _build(backend: str, prepared: nn.Module, model: nn.Module, example: torch.T
         from .runtime import OnnxRuntimeModule
 
         data = onnx_bytes(prepared, input_size=example.shape[-1], dynamic_batch=True)
-        return OnnxRuntimeModule(data, threads=threads), False
+        return OnnxRuntimeModule(data, threads=threads, spinning=spinning), False
     if backend == "compile":
         return torch.compile(prepared, options={"freezing": True}), True
     if backend == "int8":
-        return _build_int8(model, example, calibration, threads), False
+        return _build_int8(model, example, calibration, threads, spinning), False
     raise SqueezelabError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
 
 
 def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, backend: str = "auto", *,
              candidates: Sequence[str] = AUTO_CANDIDATES, allow_int8: bool = False,
-             calibration: Optional[PathLike] = None, threads: Optional[int] = None, reps: int = 10) -> OptimizedModel:
+             calibration: Optional[PathLike] = None, threads: Optional[int] = None, spinning: bool = True,
+             reps: int = 5) -> OptimizedModel:
     """Return a fast inference module with the same outputs as ``model``.
 
     Args:
@@ -179,7 +182,9 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
             (its error is reported, not bounded; check accuracy with ``squeezelab eval``).
         calibration: a folder of images for INT8 calibration (needed by ``int8``).
         threads: intra-op threads for ONNX Runtime (default ``torch.get_num_threads()``).
-        reps: interleaved timing rounds for ``auto``.
+        spinning: let ONNX Runtime's idle threads spin between calls (faster back-to-back
+            inference; pass False when other CPU work runs between calls).
+        reps: interleaved timing rounds for ``auto`` (each times :data:`.timing.BLOCK` calls).
 
     Raises:
         SqueezelabError: an unknown backend, or a requested backend that fails to build
@@ -208,7 +213,7 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
         candidate = Candidate(name)
         tried.append(candidate)
         try:
-            runner, wants_cl = _build(name, prepared, model, example, threads, calibration)
+            runner, wants_cl = _build(name, prepared, model, example, threads, calibration, spinning)
             x = example.contiguous(memory_format=torch.channels_last) if wants_cl else example
             with torch.inference_mode():
                 candidate.error = max_error(runner(x), reference)
@@ -233,7 +238,7 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
                   for n, (_, cl) in runners.items()}
         with torch.inference_mode():
             times = interleaved({n: (lambda n=n: runners[n][0](inputs[n])) for n in runners}, reps=reps,
-                                max_seconds=5.0)
+                                max_seconds=5.0, block=BLOCK, settle=SETTLE)
         for candidate in tried:
             if candidate.backend in times:
                 candidate.median_ms = times[candidate.backend].median * 1e3

@@ -1,16 +1,19 @@
 """Run an exported ONNX model in ONNX Runtime behind the ``nn.Module`` interface.
 
 Session options follow docs/inference.md: ``threads`` intra-op threads (default
-``torch.get_num_threads()``), one inter-op thread, sequential execution, and
-spinning disabled (``session.intra_op.allow_spinning = "0"``): spinning idle
+``torch.get_num_threads()``), one inter-op thread, sequential execution.
+Spinning (``session.intra_op.allow_spinning``) is off by default: spinning idle
 threads keep a core busy after every run and slow whatever runs next in the
-process, which on a 2-core machine is often half the machine.
+process (image decoding in ``predict``, a training step), which on a 2-core
+machine is half the machine. Back-to-back inference (serving, ``bench``) wants
+it on: waking sleeping workers costs squeezenet1_1 3.5 ms of its 9 ms per image
+at batch 1 on the reference 2-core machine (docs/inference.md).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 import torch
@@ -19,9 +22,12 @@ from torch import nn
 from ..errors import InputShapeError, SqueezelabError
 from ..io import PathLike
 
+if TYPE_CHECKING:
+    import onnxruntime
 
-def session_options(threads: Optional[int] = None) -> "onnxruntime.SessionOptions":  # noqa: F821
-    """ONNX Runtime session options with ``threads`` intra-op threads and no spinning."""
+
+def session_options(threads: Optional[int] = None, spinning: bool = False) -> "onnxruntime.SessionOptions":
+    """ONNX Runtime session options with ``threads`` intra-op threads, spinning on or off."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -29,7 +35,7 @@ def session_options(threads: Optional[int] = None) -> "onnxruntime.SessionOption
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3
     return options
 
@@ -51,6 +57,8 @@ class OnnxRuntimeModule(nn.Module):
     Args:
         path: an ``.onnx`` file, or the serialized model as ``bytes``.
         threads: intra-op threads (default: ``torch.get_num_threads()``).
+        spinning: let idle worker threads spin between runs (faster back-to-back calls,
+            a busy core in between; see the module docstring).
 
     Attributes:
         meta: the :class:`~squeezelab.weights.checkpoint.CheckpointMeta` stored in the
@@ -58,7 +66,7 @@ class OnnxRuntimeModule(nn.Module):
         input_shape: the graph's input shape (``"batch"`` or an int per dimension).
     """
 
-    def __init__(self, path: Union[PathLike, bytes], threads: Optional[int] = None) -> None:
+    def __init__(self, path: Union[PathLike, bytes], threads: Optional[int] = None, spinning: bool = False) -> None:
         super().__init__()
         import onnxruntime as ort
 
@@ -70,8 +78,9 @@ class OnnxRuntimeModule(nn.Module):
             source = path
         self.path = None if isinstance(path, bytes) else Path(path)
         self.threads = int(threads or torch.get_num_threads())
+        self.spinning = spinning
         try:
-            self.session = ort.InferenceSession(source, session_options(self.threads),
+            self.session = ort.InferenceSession(source, session_options(self.threads, spinning),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -99,4 +108,5 @@ class OnnxRuntimeModule(nn.Module):
         return torch.from_numpy(logits)
 
     def extra_repr(self) -> str:
-        return f"path={self.path}, threads={self.threads}, input_shape={list(self.input_shape)}"
+        return (f"path={self.path}, threads={self.threads}, spinning={self.spinning}, "
+                f"input_shape={list(self.input_shape)}")

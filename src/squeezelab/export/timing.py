@@ -1,10 +1,13 @@
 """Honest CPU timing: interleaved repetitions, warm-up, no sleeping, the machine's load on record.
 
-Candidates are timed round-robin (A B C A B C ...) so a change in the
-machine's load hits all of them alike; the start of each round rotates so no
-candidate always runs right after the same neighbour. Nothing sleeps between
-calls: on a VM an idle pause lets the cores clock down and the next call pays
-for it. The roofline is the best fp32 matrix multiply rate ``torch.mm``
+Candidates are timed round-robin in short blocks (AAAA BBBB CCCC AAAA ...)
+so a change in the machine's load hits all of them alike; the start of each
+round rotates so no candidate always runs right after the same neighbour. The
+first call of each block is not timed: it absorbs what the previous candidate
+left behind (ONNX Runtime's spinning threads, cold caches, sleeping worker
+threads) and the timed calls see each runtime in its steady back-to-back state,
+the way a serving loop runs it. Nothing sleeps between calls: on a VM an idle
+pause lets the cores clock down and the next call pays for it. The roofline is the best fp32 matrix multiply rate ``torch.mm``
 reaches with the same thread count (2 * n^3 FLOPs per n x n product).
 """
 
@@ -18,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
+
+#: Timed calls per candidate per round, and untimed calls before them (see the module docstring).
+BLOCK, SETTLE = 4, 1
 
 
 @dataclass
@@ -37,10 +43,12 @@ class Timing:
 
 
 def interleaved(calls: Mapping[str, Callable[[], Any]], reps: int = 20, warmup: int = 2,
-                max_seconds: float = float("inf")) -> dict[str, Timing]:
-    """Time every call ``reps`` times, round-robin, after ``warmup`` untimed rounds.
+                max_seconds: float = float("inf"), block: int = 1, settle: int = 0) -> dict[str, Timing]:
+    """Time every call in ``reps`` round-robin rounds, after ``warmup`` untimed rounds.
 
-    Stops early (after at least 3 rounds) once ``max_seconds`` of timed work have passed.
+    In each round every candidate runs ``settle`` untimed calls and then ``block``
+    timed ones (``bench`` and ``optimize`` use :data:`BLOCK` and :data:`SETTLE`). Stops
+    early (after at least 3 rounds) once ``max_seconds`` of timed work have passed.
     """
     names = list(calls)
     for _ in range(warmup):
@@ -51,11 +59,14 @@ def interleaved(calls: Mapping[str, Callable[[], Any]], reps: int = 20, warmup: 
     for rep in range(reps):
         order = names[rep % len(names):] + names[:rep % len(names)]
         for name in order:
-            start = time.perf_counter()
-            calls[name]()
-            elapsed = time.perf_counter() - start
-            samples[name].append(elapsed)
-            spent += elapsed
+            for _ in range(settle):
+                calls[name]()
+            for _ in range(block):
+                start = time.perf_counter()
+                calls[name]()
+                elapsed = time.perf_counter() - start
+                samples[name].append(elapsed)
+                spent += elapsed
         if rep >= 2 and spent > max_seconds:
             break
     return {name: Timing(values) for name, values in samples.items()}
@@ -77,6 +88,38 @@ def sgemm_gflops(threads: int | None = None, n: int = 1024, reps: int = 10) -> f
     finally:
         torch.set_num_threads(previous)
     return 2 * n ** 3 / best / 1e9
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (``/proc/stat``), or None off Linux."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """How busy *other* processes kept the CPU while a block ran, in cores.
+
+    The load average cannot say this: a benchmark's own threads count in it.
+    Use as ``with OtherLoad() as other: ...`` and read ``other.cores`` afterwards
+    (0 on an idle machine, 2 when two other processes kept both cores busy; None off Linux).
+    """
+
+    def __enter__(self) -> "OtherLoad":
+        self._busy, self._own, self._wall = _busy_seconds(), time.process_time(), time.perf_counter()
+        self.cores: float | None = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy = _busy_seconds()
+        if busy is None or self._busy is None:
+            return
+        other = (busy - self._busy) - (time.process_time() - self._own)
+        self.cores = max(0.0, other / max(time.perf_counter() - self._wall, 1e-9))
 
 
 def machine_info() -> dict[str, Any]:
