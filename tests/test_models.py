@@ -241,3 +241,20 @@ def test_caffe_geometry_at_227() -> None:
         x = layer(x)
         sizes.append(x.shape[-1])
     assert sizes[0] == 111 and sizes[2] == 55 and 27 in sizes and sizes[-1] == 13
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_0_simple_bypass", "squeezenet1_0_complex_bypass"])
+def test_bypass_models_start_at_the_plain_networks_scale(name: str) -> None:
+    """Bypassed Fires are scaled by 1/sqrt(L) and 1x1 bypasses start at zero (docs/small-inputs.md). With plain
+    Kaiming initialisation conv10's inputs had 67x (simple) and 3500x (complex) the plain network's second
+    moment, and training stalled at chance or diverged to NaN."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 96, 96)
+    with torch.no_grad():
+        plain = create_model("squeezenet1_0").forward_features(x).pow(2).mean().item()
+        model = create_model(name)
+        bypassed = model.forward_features(x).pow(2).mean().item()
+    assert bypassed < plain * 10, (plain, bypassed)
+    convs = [m.bypass for m in model.features if getattr(m, "bypass", None) is not None
+             and isinstance(m.bypass, torch.nn.Conv2d)]
+    assert len(convs) == (4 if "complex" in name else 0) and all(c.weight.abs().sum() == 0 for c in convs)

@@ -207,11 +207,30 @@ class SqueezeNet(ClassifierModel):
         return conv
 
     def _init_weights(self) -> None:
+        """Kaiming-uniform convolutions (as torchvision) and zero biases; bypasses start small.
+
+        An identity bypass adds a Fire's output to its input, so with plain Kaiming
+        initialisation each of the L bypassed Fires roughly doubles the activations'
+        second moment; conv10's pre-activations then swamp the positive bias of
+        :meth:`_make_conv10`, and from-scratch training stalled at chance (simple
+        bypass) or diverged to NaN (complex bypass) on digits (docs/small-inputs.md).
+        As in Fixup (Zhang et al. 2019) and zero-init-residual (Goyal et al. 2017),
+        the expand weights of every bypassed Fire are scaled by 1/sqrt(L) and the
+        1x1 bypass convolutions start at zero. Scaling only the identity-bypassed
+        Fires left the complex network stalled; this version trains both, slowly.
+        """
         for m in self.features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        bypassed = [m for m in self.features.modules() if isinstance(m, Fire) and m.bypass is not None]
+        with torch.no_grad():
+            for fire in bypassed:
+                fire.expand1x1.weight.mul_(len(bypassed) ** -0.5)
+                fire.expand3x3.weight.mul_(len(bypassed) ** -0.5)
+                if isinstance(fire.bypass, nn.Conv2d):
+                    nn.init.zeros_(fire.bypass.weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

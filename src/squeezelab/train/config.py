@@ -14,8 +14,8 @@ class TrainConfig:
 
     The recipe follows the papers: SGD with momentum 0.9 and weight decay
     (SqueezeNet section 4 / SqueezeNext section 5), a linear warmup then
-    cosine or poly decay to zero. ``lr=None`` picks 0.1 x batch/256 for models
-    with BatchNorm and 0.04 x batch/256 for SqueezeNet (no BN; see
+    cosine or poly decay to zero. ``lr=None`` picks 0.4 x sqrt(batch/1024) for models
+    with BatchNorm and 0.04 x batch/512 for SqueezeNet (no BN; see
     ``docs/small-inputs.md`` for why SqueezeNet needs the lower rate and the
     classifier initialisation it gets).
     """
@@ -34,7 +34,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
     amp: str = "auto"
-    channels_last: Optional[bool] = None
+    channels_last: bool = True
     device: str = "auto"
     workers: Optional[int] = None
     threads: Optional[int] = None

@@ -12,13 +12,15 @@ if TYPE_CHECKING:
     from ..demo import DemoContext
 
 DATA = "digits"
+INPUT_SIZE = 8
+EPOCHS = 6
 
 
 def train_stage(ctx: "DemoContext") -> None:
-    """Train squeezenet1_1 on digits at 8 px (5 epochs; ctx.quick: 1 epoch on 200 images) and report it."""
-    options = dict(train_limit=200, val_limit=100, epochs=1) if ctx.quick else dict(epochs=5)
-    result = train(TrainConfig("squeezenet1_1", data=DATA, input_size=8, batch_size=32, lr=0.01, threads=1,
-                               progress=False, output=str(ctx.root / "train_run"), **options))
+    """Train squeezenet1_1 on digits at 8 px with the default recipe (6 epochs; ctx.quick: 1 epoch on 200 images)."""
+    options = dict(train_limit=200, val_limit=100, epochs=1) if ctx.quick else dict(epochs=EPOCHS)
+    result = train(TrainConfig("squeezenet1_1", data=DATA, input_size=INPUT_SIZE, threads=1, progress=False,
+                               output=str(ctx.root / "train_run"), **options))
     ctx.artifacts["checkpoint"] = str(result.best_checkpoint)
     ctx.artifacts["data"] = DATA
     rows = [[r["epoch"], f"{r['train_loss']:.3f}", f"{r['val_loss']:.3f}", f"{r['val_top1']:.1f}",
@@ -27,7 +29,8 @@ def train_stage(ctx: "DemoContext") -> None:
                          markdown=True)
     ctx.report.add(
         "Training (squeezenet1_1 on digits)",
-        f"`squeezelab train squeezenet1_1 --data digits --input-size 8 --batch-size 32 --lr 0.01 "
-        f"--epochs {result.history[-1]['epoch'] if result.history else 0}`: small-input stem, conv10 bias "
-        f"initialised to 1 (docs/small-inputs.md). Best val top-1 **{result.best_top1:.1f}%** (chance 10%) in "
+        f"`squeezelab train squeezenet1_1 --data digits --input-size {INPUT_SIZE} "
+        f"--epochs {result.history[-1]['epoch'] if result.history else 0}`: default recipe (lr 0.04 x 64/512), "
+        f"small-input stem, conv10 bias initialised to 1 (docs/small-inputs.md). "
+        f"Best val top-1 **{result.best_top1:.1f}%** (chance 10%) in "
         f"{result.seconds:.0f}s.\n\n{table}\n\n![curves](train_run/curves.png)")

@@ -9,7 +9,7 @@ test images. Variants:
 * ``torchvision+bias``: the same with conv10's bias initialised to
   :data:`~squeezelab.models.squeezenet.CONV10_BIAS_INIT` (squeezelab's default);
 * ``squeezelab``: ``create_model("squeezenet1_1", small_input=True)`` with the
-  training defaults (lr 0.04 x 64/256, one warmup epoch, cosine);
+  training defaults (lr 0.04 x 64/512, one warmup epoch, cosine);
 * ``small-cnn``: two conv layers and two FC layers, lr 0.01 (the reference).
 
 Each epoch prints test accuracy and the share of images whose ten logits are
@@ -35,7 +35,7 @@ from ..io import atomic_write_text
 from ..models import create_model
 from ..models.squeezenet import CONV10_BIAS_INIT
 from ..tables import format_table
-from .engine import LR_PER_256_NO_BN, lr_factor
+from .engine import default_lr, lr_factor
 
 VARIANTS = ("torchvision", "torchvision+bias", "squeezelab", "small-cnn")
 
@@ -67,7 +67,7 @@ def _variant(name: str) -> tuple[nn.Module, float, Optional[Callable[[int, int],
         return model, 0.01, None
     if name == "squeezelab":
         model = create_model("squeezenet1_1", num_classes=10, small_input=True)
-        return model, LR_PER_256_NO_BN * 64 / 256, lambda step, total: lr_factor(step, total, total // 5, "cosine")
+        return model, default_lr(False, 64), lambda step, total: lr_factor(step, total, total // 5, "cosine")
     if name == "small-cnn":
         return _small_cnn(), 0.01, None
     raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")

@@ -1,0 +1,48 @@
+"""Every zoo model trains from scratch with the default recipe, small inputs included.
+
+A short run per model (digits, 192 images, 16 px or the model's smallest input,
+2 epochs of 3 steps, everything else default) must keep every loss finite, give
+every parameter tensor a nonzero gradient (no dead or detached layer, no
+classifier stalled behind a dead ReLU) and write a checkpoint that evaluates.
+Twelve steps are too few to expect a lower loss at the default rates; the
+accuracy of full default runs is measured by ``benchmarks/zoo_from_scratch.py``
+(docs/training.md) and asserted for one model per family in ``test_train.py``.
+Budget: about 1 minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from squeezelab.models import list_models
+from squeezelab.train import TrainConfig, train
+from squeezelab.weights.checkpoint import load_checkpoint_model
+
+SIZES = {"textbook_squeezenet": 32}  # no small-input stem: its smallest input is 29 px
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_model_learns_from_scratch_with_the_default_recipe(name: str, tmp_path: Path) -> None:
+    reached: set[str] = set()
+    names: list[str] = []
+
+    def record_gradients(model: nn.Module) -> None:
+        names[:] = [n for n, p in model.named_parameters() if p.requires_grad]
+        reached.update(n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0)
+
+    result = train(TrainConfig(name, data="digits", input_size=SIZES.get(name, 16), epochs=2, train_limit=192,
+                               val_limit=50, threads=1, progress=False, output=str(tmp_path),
+                               after_step=record_gradients))
+    losses = [row["train_loss"] for row in result.history]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert set(names) - reached == set(), "parameters that never got a gradient"
+    model, meta = load_checkpoint_model(result.best_checkpoint)
+    size = SIZES.get(name, 16)
+    assert meta.preprocess.crop == size and meta.num_classes == 10
+    with torch.no_grad():
+        assert torch.isfinite(model.eval()(torch.rand(2, meta.in_chans, size, size))).all()
