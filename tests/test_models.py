@@ -244,17 +244,24 @@ def test_caffe_geometry_at_227() -> None:
 
 
 @pytest.mark.parametrize("name", ["squeezenet1_0_simple_bypass", "squeezenet1_0_complex_bypass"])
-def test_bypass_models_start_at_the_plain_networks_scale(name: str) -> None:
-    """Bypassed Fires are scaled by 1/sqrt(L) and 1x1 bypasses start at zero (docs/small-inputs.md). With plain
-    Kaiming initialisation conv10's inputs had 67x (simple) and 3500x (complex) the plain network's second
-    moment, and training stalled at chance or diverged to NaN."""
+def test_bypass_models_start_as_fixup_networks(name: str) -> None:
+    """Identity-bypassed Fires start as the identity (zero expand weights, small positive expand biases) and 1x1
+    bypasses at zero (docs/small-inputs.md). With plain Kaiming initialisation conv10's inputs had 67x (simple) and
+    3500x (complex) the plain network's second moment, and training stalled at chance or diverged to NaN."""
+    from squeezelab.models.squeezenet import BYPASS_EXPAND_BIAS_INIT, Fire
+
     torch.manual_seed(0)
     x = torch.randn(8, 3, 96, 96)
+    model = create_model(name)
     with torch.no_grad():
         plain = create_model("squeezenet1_0").forward_features(x).pow(2).mean().item()
-        model = create_model(name)
         bypassed = model.forward_features(x).pow(2).mean().item()
     assert bypassed < plain * 10, (plain, bypassed)
-    convs = [m.bypass for m in model.features if getattr(m, "bypass", None) is not None
-             and isinstance(m.bypass, torch.nn.Conv2d)]
-    assert len(convs) == (4 if "complex" in name else 0) and all(c.weight.abs().sum() == 0 for c in convs)
+    fires = [m for m in model.features if isinstance(m, Fire)]
+    identity = [f for f in fires if isinstance(f.bypass, nn.Identity)]
+    convs = [f.bypass for f in fires if isinstance(f.bypass, nn.Conv2d)]
+    assert len(identity) == 4 and len(convs) == (4 if "complex" in name else 0)
+    for fire in identity:
+        assert fire.expand1x1.weight.abs().sum() == 0 and fire.expand3x3.weight.abs().sum() == 0
+        assert torch.all(fire.expand1x1.bias == BYPASS_EXPAND_BIAS_INIT)
+    assert all(c.weight.abs().sum() == 0 for c in convs)

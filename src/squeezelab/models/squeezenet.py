@@ -33,6 +33,8 @@ DEFAULT_SR = 0.125
 NUM_FIRES = 8
 #: Initial conv10 bias: keeps the ReLU'd classifier alive from scratch (see ``SqueezeNet._make_conv10``).
 CONV10_BIAS_INIT = 1.0
+#: Initial expand bias of identity-bypassed Fires, whose expand weights start at zero (``SqueezeNet._init_weights``).
+BYPASS_EXPAND_BIAS_INIT = 0.01
 
 
 @dataclass(frozen=True)
@@ -207,30 +209,33 @@ class SqueezeNet(ClassifierModel):
         return conv
 
     def _init_weights(self) -> None:
-        """Kaiming-uniform convolutions (as torchvision) and zero biases; bypasses start small.
+        """Kaiming-uniform convolutions (as torchvision) and zero biases; bypassed Fires start as a Fixup.
 
-        An identity bypass adds a Fire's output to its input, so with plain Kaiming
-        initialisation each of the L bypassed Fires roughly doubles the activations'
-        second moment; conv10's pre-activations then swamp the positive bias of
-        :meth:`_make_conv10`, and from-scratch training stalled at chance (simple
-        bypass) or diverged to NaN (complex bypass) on digits (docs/small-inputs.md).
-        As in Fixup (Zhang et al. 2019) and zero-init-residual (Goyal et al. 2017),
-        the expand weights of every bypassed Fire are scaled by 1/sqrt(L) and the
-        1x1 bypass convolutions start at zero. Scaling only the identity-bypassed
-        Fires left the complex network stalled; this version trains both, slowly.
+        A bypass adds a Fire's input to its output with no BatchNorm to rescale
+        the sum. With plain Kaiming initialisation conv10's inputs start with 67x
+        (simple) and 3,500x (complex) the plain network's second moment, and
+        from-scratch training stalled at chance or diverged to NaN
+        (docs/small-inputs.md). As in Fixup (Zhang et al. 2019) and
+        zero-init-residual (Goyal et al. 2017), each Fire starts as what its
+        bypass makes cheapest: an identity-bypassed Fire as the identity (expand
+        weights zero, expand biases :data:`BYPASS_EXPAND_BIAS_INIT` so the ReLUs
+        pass gradient), a conv-bypassed Fire as the plain Fire (bypass weights
+        zero). The complex-bypass network then starts as the simple one.
         """
         for m in self.features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        bypassed = [m for m in self.features.modules() if isinstance(m, Fire) and m.bypass is not None]
-        with torch.no_grad():
-            for fire in bypassed:
-                fire.expand1x1.weight.mul_(len(bypassed) ** -0.5)
-                fire.expand3x3.weight.mul_(len(bypassed) ** -0.5)
-                if isinstance(fire.bypass, nn.Conv2d):
-                    nn.init.zeros_(fire.bypass.weight)
+        for fire in self.features.modules():
+            if not isinstance(fire, Fire):
+                continue
+            if isinstance(fire.bypass, nn.Identity):
+                for expand in (fire.expand1x1, fire.expand3x3):
+                    nn.init.zeros_(expand.weight)
+                    nn.init.constant_(expand.bias, BYPASS_EXPAND_BIAS_INIT)
+            elif isinstance(fire.bypass, nn.Conv2d):
+                nn.init.zeros_(fire.bypass.weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
