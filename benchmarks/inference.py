@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     print("\n".join(goals))
     record = {"command": " ".join(["benchmarks/inference.py", *(argv if argv is not None else sys.argv[1:])]),
               "machine": info, "load_average_after": after["load_average"], "other_process_cores": other.cores,
-              "threads": args.threads, "sgemm_gflops": sgemm, "quiet": not busy, "input_size": args.input_size, "reps": reps, "goals": goals,
+              "threads": args.threads, "sgemm_gflops": sgemm, "quiet": not busy, "input_size": args.input_size,
+              "reps": reps, "goals": goals,
               "seconds": time.perf_counter() - start, "rows": [r.as_dict() for r in rows]}
     atomic_write_text(Path(args.json), json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -24,7 +24,7 @@ from squeezelab.compress.int8 import quantize_int8
 from squeezelab.compress.measure import ImageSet, skimage_photos
 from squeezelab.export.onnx import export_onnx
 from squeezelab.export.runtime import OnnxRuntimeModule
-from squeezelab.export.timing import BLOCK, SETTLE, interleaved
+from squeezelab.export.timing import interleaved, rounds_for
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
 from squeezelab.weights.loader import load_model
@@ -35,8 +35,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 def latencies_ms(variants: dict[str, torch.nn.Module], x: torch.Tensor, runs: int) -> dict[str, float]:
     """Median ms per call of each variant on ``x``, interleaved in blocks."""
     with torch.inference_mode():
-        times = interleaved({n: (lambda m=m: m(x)) for n, m in variants.items()}, reps=max(3, -(-runs // BLOCK)),
-                            warmup=2, block=BLOCK, settle=SETTLE)
+        times = interleaved({n: (lambda m=m: m(x)) for n, m in variants.items()}, reps=rounds_for(runs),
+                            warmup=2)
     return {n: 1000 * t.median for n, t in times.items()}
 
 

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def test_interleaved_rotates_the_order_and_counts_rounds() -> None:
     calls: list[str] = []
-    timings = interleaved({n: (lambda n=n: calls.append(n)) for n in "abc"}, reps=4, warmup=1)
+    timings = interleaved({n: (lambda n=n: calls.append(n)) for n in "abc"}, reps=4, warmup=1, block=1,
+                          settle=0)
     assert calls[:3] == list("abc")  # warm-up round
     assert calls[3:] == list("abc" "bca" "cab" "abc")
     assert all(len(t.samples) == 4 and t.p90 >= t.median > 0 for t in timings.values())
@@ -50,7 +51,8 @@ def test_interleaved_blocks_time_only_the_calls_after_settling() -> None:
 
 
 def test_interleaved_stops_after_max_seconds_but_keeps_three_rounds() -> None:
-    timings = interleaved({"spin": lambda: sum(range(20000))}, reps=1000, warmup=0, max_seconds=0.0)
+    timings = interleaved({"spin": lambda: sum(range(20000))}, reps=1000, warmup=0, max_seconds=0.0, block=1,
+                          settle=0)
     assert len(timings["spin"].samples) == 3
 
 

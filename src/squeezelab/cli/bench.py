@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"comma-separated, from {', '.join(BENCH_BACKENDS)} (default {','.join(DEFAULT_BACKENDS)})")
     p.add_argument("--threads", type=int, help="intra-op threads for torch and ONNX Runtime (default: torch's)")
     p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--reps", type=int, default=30, help="timed calls per configuration, in blocks of 4 after one untimed call (default 30)")
+    p.add_argument("--reps", type=int, default=30,
+                   help="timed calls per configuration, in blocks of 4 after one untimed call (default 30)")
     p.add_argument("--max-seconds", type=float, default=30.0, help="stop a configuration's rounds after this long")
     p.add_argument("--json", metavar="OUT", help="also write the rows and the machine description as JSON")
     p.set_defaults(func=run)

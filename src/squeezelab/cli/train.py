@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                   "224 for folders); <= 64 px switches on small_input stems")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", "-b", type=int, default=64, help="per process")
-    p.add_argument("--lr", type=float, help="base LR (default 0.04 x batch/512 for SqueezeNet, 0.4 x sqrt(batch/1024) with BN)")
+    p.add_argument("--lr", type=float,
+                   help="base LR (default 0.04 x batch/512 for SqueezeNet, 0.4 x sqrt(batch/1024) with BN)")
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--schedule", choices=("cosine", "poly"), default="cosine")
@@ -45,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto", help="mixed precision (auto: on for CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                   help="channels_last memory format (default: on; faster on CPU in every case of benchmarks/train_throughput.py)")
+                   help="channels_last memory format (default: on; faster on CPU in every case of "
+                        "benchmarks/train_throughput.py)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--workers", type=int, help="data loader workers (default 0 on CPU, up to 8 on CUDA)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")

@@ -26,7 +26,7 @@ from torch import nn
 from ..analysis import count_macs
 from ..errors import SqueezelabError
 from .optimize import FP32_TOLERANCE, max_error, optimize
-from .timing import BLOCK, SETTLE, interleaved
+from .timing import interleaved, rounds_for
 
 BENCH_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime", "compile")
 DEFAULT_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime")
@@ -114,8 +114,8 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
         raise SqueezelabError(f"{name}: backends {', '.join(bad)} differ from eager by more than "
                               f"{FP32_TOLERANCE:.0e} ({', '.join(f'{e:.1e}' for e in bad.values())}); not timing them")
     with torch.inference_mode():
-        times = interleaved({n: (lambda r=r: r(x)) for n, r in runners.items()}, reps=max(3, -(-reps // BLOCK)),
-                            warmup=warmup, max_seconds=max_seconds, block=BLOCK, settle=SETTLE)
+        times = interleaved({n: (lambda r=r: r(x)) for n, r in runners.items()}, reps=rounds_for(reps),
+                            warmup=warmup, max_seconds=max_seconds)
     flops = 2.0 * count_macs(model, input_size) * batch
     reference_median = times[reference_name].median
     rows = []

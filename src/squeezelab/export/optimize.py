@@ -20,9 +20,10 @@ copies of NCHW; torchvision eager squeezenet1_0 at batch 1 drops from 37 to
 onnxruntime, plus int8 when allowed), rejects any whose logits differ from the
 eager model by more than ``1e-4`` (relative to the logit scale, see
 :func:`max_error`), times the rest in interleaved blocks on ``example_input``
-(:func:`.timing.interleaved`) and keeps the fastest. ``compile`` is left out of the default list because Inductor
-needed 150 s to compile squeezenet1_0 on the 2-core machine and was not faster
-than ONNX Runtime there (docs/inference.md); ask for it by name.
+(:func:`.timing.interleaved`) and keeps the fastest. ``compile`` is left out of
+the default list because Inductor needed 150 s to compile squeezenet1_0 on the
+2-core machine and was not faster than ONNX Runtime there (docs/inference.md);
+ask for it by name.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from torch import nn
 from ..errors import SqueezelabError
 from ..io import PathLike
 from .fold import fold_batchnorm
-from .timing import BLOCK, SETTLE, interleaved
+from .timing import interleaved
 
 BACKENDS = ("eager", "onnxruntime", "compile", "int8")
 AUTO_CANDIDATES = ("eager", "onnxruntime")
@@ -238,7 +239,7 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
                   for n, (_, cl) in runners.items()}
         with torch.inference_mode():
             times = interleaved({n: (lambda n=n: runners[n][0](inputs[n])) for n in runners}, reps=reps,
-                                max_seconds=5.0, block=BLOCK, settle=SETTLE)
+                                max_seconds=5.0)
         for candidate in tried:
             if candidate.backend in times:
                 candidate.median_ms = times[candidate.backend].median * 1e3

@@ -7,8 +7,9 @@ first call of each block is not timed: it absorbs what the previous candidate
 left behind (ONNX Runtime's spinning threads, cold caches, sleeping worker
 threads) and the timed calls see each runtime in its steady back-to-back state,
 the way a serving loop runs it. Nothing sleeps between calls: on a VM an idle
-pause lets the cores clock down and the next call pays for it. The roofline is the best fp32 matrix multiply rate ``torch.mm``
-reaches with the same thread count (2 * n^3 FLOPs per n x n product).
+pause lets the cores clock down and the next call pays for it. The roofline is
+the best fp32 matrix multiply rate ``torch.mm`` reaches with the same thread
+count (2 * n^3 FLOPs per n x n product).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ import torch
 
 #: Timed calls per candidate per round, and untimed calls before them (see the module docstring).
 BLOCK, SETTLE = 4, 1
+
+
+def rounds_for(min_calls: int) -> int:
+    """Rounds of :data:`BLOCK` timed calls that give at least ``min_calls`` calls (and at least 3 rounds)."""
+    return max(3, -(-min_calls // BLOCK))
 
 
 @dataclass
@@ -43,12 +49,12 @@ class Timing:
 
 
 def interleaved(calls: Mapping[str, Callable[[], Any]], reps: int = 20, warmup: int = 2,
-                max_seconds: float = float("inf"), block: int = 1, settle: int = 0) -> dict[str, Timing]:
+                max_seconds: float = float("inf"), block: int = BLOCK, settle: int = SETTLE) -> dict[str, Timing]:
     """Time every call in ``reps`` round-robin rounds, after ``warmup`` untimed rounds.
 
     In each round every candidate runs ``settle`` untimed calls and then ``block``
-    timed ones (``bench`` and ``optimize`` use :data:`BLOCK` and :data:`SETTLE`). Stops
-    early (after at least 3 rounds) once ``max_seconds`` of timed work have passed.
+    timed ones. Stops early (after at least 3 rounds) once ``max_seconds`` of
+    timed work have passed.
     """
     names = list(calls)
     for _ in range(warmup):

@@ -375,9 +375,8 @@ def _train(cfg: TrainConfig) -> TrainResult:
     if cfg.freeze_features:
         _freeze_features(model)
 
-    channels_last = cfg.channels_last
     model.to(device)
-    if channels_last:
+    if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     use_amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     amp_dtype = torch.bfloat16 if (device.type != "cuda" or torch.cuda.is_bf16_supported()) else torch.float16
@@ -446,7 +445,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
             for images, labels in loader:
                 images = images.to(device, non_blocking=True)
                 labels = labels.to(device, non_blocking=True)
-                if channels_last:
+                if cfg.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 keep = labels != SKIPPED_LABEL
                 n_valid = int(keep.sum())
@@ -502,7 +501,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
             if ddp.enabled:
                 dist.all_reduce(sums)
             val = evaluate_model(model, bundle.val, batch_size=max(cfg.batch_size, 256), device=device,
-                                 workers=workers, channels_last=channels_last, rank=ddp.rank,
+                                 workers=workers, channels_last=cfg.channels_last, rank=ddp.rank,
                                  world_size=ddp.world_size)
             count = max(sums[2].item(), 1.0)
             row = {
