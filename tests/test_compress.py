@@ -5,8 +5,6 @@ Budget: about 60 s on 2 cores for this file (the real-file accuracy test dominat
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -24,10 +22,9 @@ from squeezelab.errors import SqueezelabError
 from squeezelab.models import create_model
 from squeezelab.weights.checkpoint import CheckpointMeta
 from squeezelab.weights.loader import load_model, load_weights
+from squeezelab.weights.registry import BUNDLED_DIR
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-DC_FILE = SHARED / "weights" / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net"
-SAMPLES = SHARED / "images" / "imagenet_samples_100"
+DC_FILE = BUNDLED_DIR / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net"
 
 
 def _small_model(seed: int = 0) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
@@ -223,7 +220,8 @@ def test_reencoding_the_deep_compression_file_at_8_bits_is_lossless_and_small(dc
         assert torch.equal(decoded[key], state[key]), key
 
 
-def test_deep_compression_at_6_bits_fits_half_a_megabyte_and_keeps_accuracy(dc_weights, tmp_path):
+def test_deep_compression_at_6_bits_fits_half_a_megabyte_and_keeps_accuracy(dc_weights, tmp_path,
+                                                                            imagenet_samples):
     from squeezelab.compress.measure import ImageSet
 
     state, meta = dc_weights  # 6 bits without retraining: bias correction on 6 skimage photos (not the eval set)
@@ -231,7 +229,7 @@ def test_deep_compression_at_6_bits_fits_half_a_megabyte_and_keeps_accuracy(dc_w
 
     report = compress_model(state, meta, bits=6, output=tmp_path / "dc6.sqz", calibration=skimage_photos())
     assert report.file_bytes <= 500_000  # paper Table 2: 0.47MB
-    images = ImageSet.load(SAMPLES, meta)
+    images = ImageSet.load(imagenet_samples, meta)
     original, _ = load_model(DC_FILE)
     compressed, _ = load_model(tmp_path / "dc6.sqz")
     top1_original, _ = images.accuracy(original)
@@ -252,3 +250,116 @@ def test_claim_rows_and_demo_stage(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "Huffman (.sqz file)" in text and "exactly: yes" in text
     assert ctx.artifacts["sqz_8bit"].is_file()
+
+
+# --- fidelity, data-aware weight sharing, codebook fine-tuning (issue 16) -----------------------------------
+
+
+def test_least_squares_codebook_beats_kmeans_on_layer_output_error():
+    from squeezelab.compress.sharing import least_squares_codebook
+
+    torch.manual_seed(0)
+    weight = torch.randn(16, 72).double()
+    mask = torch.ones_like(weight, dtype=torch.bool)
+    mask[:, :10] = False  # a sparse layer: pruned weights point at the frozen 0.0 of entry 0
+    weight = weight * mask
+    mix, scale = torch.eye(72) + torch.randn(72, 72) / 8, torch.logspace(-1, 0.5, 72)
+    fit, held = [(torch.relu(mix @ torch.randn(72, 2000)) * scale[:, None]).double() for _ in range(2)]
+    codebook, codes = share_weights(weight, mask, bits=3, reserve_zero=True)
+    code_map = torch.zeros(weight.shape, dtype=torch.int64)
+    code_map[mask] = codes
+    mean = fit.mean(dim=1)
+    cov = (fit - mean[:, None]) @ (fit - mean[:, None]).t() / fit.shape[1]
+    refined = least_squares_codebook(code_map, cov, cov @ weight.t(), codebook, frozen=(0,))
+    assert refined[0] == 0.0
+
+    def error(book: torch.Tensor, x: torch.Tensor, bias_fix: bool) -> float:  # output error, bias re-fitted
+        delta = weight - book.double()[code_map]
+        return float((delta @ (x - mean[:, None] if bias_fix else x)).pow(2).mean())
+
+    kmeans, kmeans_bias, least = error(codebook, held, False), error(codebook, held, True), error(refined, held, True)
+    # measured on held-out features: 4.18 (k-means), 3.28 (+ bias correction), 3.13 (least squares)
+    assert least < 0.8 * kmeans and least < 0.98 * kmeans_bias, (kmeans, kmeans_bias, least)
+    fitted = error(refined, fit, True)
+    for k in range(1, 8):  # the least-squares optimum: moving any centroid raises the fitted error
+        for step in (-1e-3, 1e-3):
+            moved = refined.clone()
+            moved[k] += step
+            assert error(moved, fit, True) > fitted
+
+
+def _tiny_checkpoint(tmp_path):
+    from squeezelab.weights.checkpoint import save_checkpoint
+
+    state, meta = _small_model()
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(path, state, meta)
+    return path
+
+
+def test_refine_and_finetune_bring_the_compressed_model_closer_to_its_parent(skimage_photo_dir):
+    from squeezelab.compress.biascorr import distil_codebooks, refine_codebooks
+    from squeezelab.compress.fidelity import folder_images
+
+    state, meta = _small_model()
+    images = folder_images(skimage_photo_dir, meta.preprocess).tensors()
+    crops = torch.cat([images, images.flip(3), images.flip(2)])  # 12 calibration inputs
+    held = torch.cat([images.transpose(2, 3), images.roll(17, dims=3)])
+    parent = meta.build_model().eval()
+    parent.load_state_dict(state)
+
+    def error(cm) -> float:
+        child = meta.build_model().eval()
+        child.load_state_dict(cm.state_dict())
+        with torch.no_grad():
+            return float((child(held) - parent(held)).pow(2).mean())
+
+    cm = compress_state_dict(state, bits=3, density=0.5)
+    kmeans = error(cm)
+    refine_codebooks(cm, state, meta, crops)
+    refined = error(cm)
+    assert refined < 0.7 * kmeans, (kmeans, refined)
+    assert all(t.codebook[0] == 0.0 for t in cm.shared.values() if t.layout == "sparse")
+    masks = {k: t.decode() != 0 for k, t in cm.shared.items()}
+    steps = distil_codebooks(cm, state, meta, crops, torch.full((len(crops),), -1), epochs=3, batch_size=4)
+    assert steps == 9
+    assert all(torch.equal(t.decode() != 0, masks[k]) for k, t in cm.shared.items())  # masks held
+    assert error(cm) < refined
+
+
+def test_compress_cli_calibration_finetune_and_fidelity(tmp_path, skimage_photo_dir, capsys):
+    import json
+
+    path = _tiny_checkpoint(tmp_path)
+    out = tmp_path / "tiny.sqz"
+    code = main(["compress", "squeezenet1_1", "--weights", str(path), "-o", str(out), "--bits", "4",
+                 "--density", "0.5", "--calibration", str(skimage_photo_dir), "--finetune", str(skimage_photo_dir),
+                 "--finetune-epochs", "1", "--fidelity", str(skimage_photo_dir), "--json", str(tmp_path / "r.json")])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "least-squares calibration on 4 images" in text and "fine-tuned on 4 images" in text
+    fidelity = json.loads((tmp_path / "r.json").read_text())["fidelity"]
+    assert list(fidelity) == ["k-means", "least-squares", "fine-tuned"]
+    assert all(f["n"] == 4 and 0 <= f["agreement"] <= 100 and f["mean_kl"] >= 0 for f in fidelity.values())
+    assert fidelity["least-squares"]["mean_kl"] < fidelity["k-means"]["mean_kl"]
+    decoded, _ = load_model(out)  # the written file is the last stage
+    assert decoded is not None
+    assert main(["compress", "squeezenet1_1", "--weights", str(path), "-o", str(tmp_path / "x.sqz"),
+                 "--finetune", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_fidelity_compare_agreement_kl_and_labelled_top1():
+    from squeezelab.compress.fidelity import compare
+
+    parent = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [1.0, 0.0, 0.0]])
+    child = parent.clone()
+    child[3] = torch.tensor([0.0, 1.0, 0.0])
+    fid = compare(parent, child, torch.tensor([0, 1, -1, 1]))
+    assert fid.agreement == 75.0 and fid.n == 4 and fid.labelled == 3
+    assert fid.top1_parent == pytest.approx(200 / 3) and fid.top1_child == 100.0
+    p = torch.softmax(parent[3], 0)
+    assert fid.mean_kl == pytest.approx(float((p * (p.log() - torch.log_softmax(child[3], 0))).sum()) / 4)
+    assert compare(parent, parent).mean_kl == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(SqueezelabError):
+        compare(parent, parent[:2])

@@ -15,8 +15,6 @@ from torch.utils.data import DistributedSampler
 from squeezelab.data import EpochSampler, build_datasets
 from squeezelab.errors import SqueezelabError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def test_digits_split_is_stratified_and_matches_sklearn() -> None:
     from sklearn.datasets import load_digits
@@ -34,12 +32,12 @@ def test_digits_split_is_stratified_and_matches_sklearn() -> None:
     assert len(match) >= 1 and digits.target[match[0]] == y
 
 
-def test_cifar10_zip_members_decode_like_pil() -> None:
-    bundle = build_datasets(f"cifar10:{SHARED_DATA}", 32, augment=False, train_limit=20, val_limit=10)
+def test_cifar10_zip_members_decode_like_pil(cifar10_zips: Path) -> None:
+    bundle = build_datasets(f"cifar10:{cifar10_zips}", 32, augment=False, train_limit=20, val_limit=10)
     assert bundle.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     assert (len(bundle.train), len(bundle.val)) == (20, 10)
     member = bundle.val.read.members[3]
-    with zipfile.ZipFile(SHARED_DATA / "cifar10_test_jpeg.zip") as archive, archive.open(member) as handle:
+    with zipfile.ZipFile(cifar10_zips / "cifar10_test_jpeg.zip") as archive, archive.open(member) as handle:
         reference = bundle.preprocess(Image.open(handle).convert("RGB"))
     x, y = bundle.val[3]
     assert torch.equal(x, reference)

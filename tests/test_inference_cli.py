@@ -17,13 +17,7 @@ from squeezelab.inference import evaluate, scan_images
 from squeezelab.models import create_model
 from squeezelab.weights import CheckpointMeta, load_model, registry, save_checkpoint
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-KITTEN = SHARED / "images" / "photos" / "kitten.jpg"
-
-
-@pytest.fixture
-def shared_weights(monkeypatch):
-    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(SHARED / "weights"))
+DC_FILE = registry.BUNDLED_DIR / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net"
 
 
 def _one_line_error(capsys) -> str:
@@ -32,17 +26,20 @@ def _one_line_error(capsys) -> str:
     return err
 
 
-def test_cli_predict_json(shared_weights, capsys):
-    assert main(["predict", "squeezenet1_1", "--weights", "squeezenet1_1.torchvision", str(KITTEN), "--json",
+def test_cli_predict_json(skimage_photo_dir, capsys):
+    photos = [skimage_photo_dir / "coffee.png", skimage_photo_dir / "chelsea.png"]
+    assert main(["predict", "squeezenet1_1", "--weights", "squeezenet1_1.torchvision", *map(str, photos), "--json",
                  "--topk", "3"]) == 0
-    (result,) = json.loads(capsys.readouterr().out)
-    names = [c["name"] for c in result["top"]]
-    # README §5.1, kitten.jpg with v1.1-tv: kit fox .36, tiger cat .27, lynx, tabby.
-    assert names[:2] == ["kit fox", "tiger cat"] and len(names) == 3
+    coffee, chelsea = ([c["name"] for c in result["top"]] for result in json.loads(capsys.readouterr().out))
+    # Shared data README §5.1 with v1.1-tv: coffee = espresso .84, consomme .12; chelsea = Egyptian cat .69,
+    # tabby .15, tiger cat .15.
+    assert coffee[:2] == ["espresso", "consomme"] and len(coffee) == 3
+    assert chelsea[0] == "Egyptian cat" and set(chelsea) == {"Egyptian cat", "tabby", "tiger cat"}
 
 
-def test_cli_predict_errors(shared_weights, tmp_path, capsys):
-    assert main(["predict", "squeezenet1_0", "--weights", "squeezenet1_1.caffe", str(KITTEN)]) == 2
+def test_cli_predict_errors(skimage_photo_dir, tmp_path, capsys):
+    photo = skimage_photo_dir / "chelsea.png"
+    assert main(["predict", "squeezenet1_0", "--weights", "squeezenet1_1.caffe", str(photo)]) == 2
     assert "are for squeezenet1_1" in _one_line_error(capsys)
     not_image = tmp_path / "notes.jpg"
     not_image.write_text("not a picture")
@@ -123,13 +120,22 @@ def test_eval_empty_or_missing_data_dir(tiny_checkpoint, tmp_path, capsys):
 def test_imagenet_layouts_map_wnids(tmp_path):
     """Flat nXXXXXXXX_*.JPEG files and wnid class folders both map through the synset list."""
     meta = CheckpointMeta(architecture="squeezenet1_1", num_classes=1000)
-    flat = scan_images(SHARED / "images" / "imagenet_samples_100", meta)
-    assert [label for _, label in flat.samples] == list(range(0, 1000, 10))
+    # The 100-sample set's naming (shared data README §1): label = the wnid in the file name.
+    (tmp_path / "flat").mkdir()
+    for wnid, name in (("n01440764", "tench"), ("n01530575", "brambling"), ("n15075141", "toilet_tissue")):
+        Image.new("RGB", (8, 8)).save(tmp_path / "flat" / f"{wnid}_{name}.JPEG", format="JPEG")
+    flat = scan_images(tmp_path / "flat", meta)
+    assert sorted(label for _, label in flat.samples) == [0, 10, 999] and "flat" in flat.layout
     for wnid in ("n01443537", "n15075141"):
-        (tmp_path / wnid).mkdir()
-        Image.new("RGB", (8, 8)).save(tmp_path / wnid / "a.png")
-    folders = scan_images(tmp_path, meta)
+        (tmp_path / "folders" / wnid).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "folders" / wnid / "a.png")
+    folders = scan_images(tmp_path / "folders", meta)
     assert [label for _, label in folders.samples] == [1, 999] and "wnid" in folders.layout
+
+
+def test_imagenet_samples_map_to_every_tenth_class(imagenet_samples):
+    flat = scan_images(imagenet_samples, CheckpointMeta(architecture="squeezenet1_1", num_classes=1000))
+    assert [label for _, label in flat.samples] == list(range(0, 1000, 10))
 
 
 def test_evaluate_rejects_more_folders_than_classes(tiny_checkpoint, tmp_path):
@@ -145,19 +151,23 @@ def test_demo_stage_with_and_without_offline_weights(tmp_path, monkeypatch):
     from squeezelab.demo import DemoContext, Report
     from squeezelab.inference.demo import pretrained_stage
 
-    monkeypatch.chdir(tmp_path)  # no ../shared/data/weights from here
     monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
+    bundled = DemoContext(Report(tmp_path / "bundled"), quick=True)
+    pretrained_stage(bundled)  # the upstream files that ship with the package, no download
+    assert bundled.artifacts["pretrained_weights"] == sorted(registry.WEIGHTS)
+    assert "Weights not found locally" not in (tmp_path / "bundled" / "report.md").read_text()
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "no-bundle")
     bare = DemoContext(Report(tmp_path / "bare"), quick=True)
     pretrained_stage(bare)
     text = (tmp_path / "bare" / "report.md").read_text()
     assert "No pretrained weights are available offline" in text and registry.WEIGHTS_DIR_ENV in text
     assert not (tmp_path / "cache").exists()
     (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / "compressed_SqueezeNet.net").symlink_to(
-        SHARED / "weights" / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net")
+    (tmp_path / "weights" / "compressed_SqueezeNet.net").symlink_to(DC_FILE)
     ctx = DemoContext(Report(tmp_path / "one"), quick=True)
     pretrained_stage(ctx)
     text = (tmp_path / "one" / "report.md").read_text()
     assert ctx.artifacts["pretrained_weights"] == ["squeezenet1_0.deep_compression"]
-    assert "| chelsea" in text and "Egyptian cat 0.70" in text and "espresso 0.96" in text
+    # OpenCV-style resize of the Caffe weights (shared README §5.1 has 0.70 and 0.96 with PIL's antialiased one).
+    assert "| chelsea" in text and "Egyptian cat 0.75" in text and "espresso 0.99" in text

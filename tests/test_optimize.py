@@ -1,9 +1,13 @@
 """BatchNorm folding (exact to 1e-5) and ``squeezelab.optimize`` (checked against the eager model).
 
-Budget: about 15 s on 2 idle cores (small inputs; auto mode times two candidates for at most 5 s).
+Budget: about 30 s on 2 idle cores (small inputs; auto mode times two candidates for at most 5 s; three
+INT8 builds of squeezenet1_1).
 """
 
 from __future__ import annotations
+
+import copy
+import importlib
 
 import pytest
 import torch
@@ -14,8 +18,10 @@ from _export_helpers import calibrated, side, single_thread  # noqa: F401
 from squeezelab.errors import InputShapeError, SqueezelabError
 from squeezelab.export import OnnxRuntimeModule, fold_batchnorm
 from squeezelab.export.optimize import max_error
+from squeezelab.weights.loader import load_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
+optimize_module = importlib.import_module("squeezelab.export.optimize")  # the package exports the function
 
 
 def _bn_count(module: nn.Module) -> int:
@@ -88,16 +94,37 @@ def test_max_error_scales_with_large_logits() -> None:
     assert max_error(torch.tensor([[0.5]]), torch.tensor([[0.2]])) == pytest.approx(0.3)
 
 
-def test_optimize_int8_with_calibration_images(shared_data) -> None:
-    model = calibrated("squeezenet1_1")
-    fast = squeezelab.optimize(model, torch.randn(1, 3, 64, 64), backend="int8",
-                               calibration=shared_data / "images" / "photos")
+def test_optimize_uses_int8_only_when_allowed_and_faithful(skimage_photo_dir) -> None:
+    model, _ = load_model("squeezenet1_1.torchvision")
+    example = torch.randn(1, 3, 224, 224)
+    assert [c.backend for c in squeezelab.optimize(model, example, candidates=("eager",)).report.candidates] == [
+        "eager"]  # not allowed: never tried
+    fast = squeezelab.optimize(model, example, candidates=(), allow_int8=True, calibration=skimage_photo_dir)
     assert fast.backend == "int8" and isinstance(fast.runner, OnnxRuntimeModule)
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        error = max_error(fast(x), model(x))
-    assert 0 < error < 0.5  # quantized: close to, but not exactly, the fp32 logits
-    assert 0 < fast.report.candidates[0].error < 0.5
+    (candidate,) = fast.report.candidates
+    assert candidate.agreement == 100.0 and 0 < candidate.error < 0.5  # same top-1 on the 4 photos, other logits
+    assert "agreement 100.0%" in fast.report.summary()
+
+
+def test_optimize_rejects_an_unfaithful_int8_model(skimage_photo_dir, monkeypatch) -> None:
+    model, _ = load_model("squeezenet1_1.torchvision")
+    build = optimize_module._build_int8
+
+    def broken(source: nn.Module, *args):  # a valid INT8 model of the wrong weights: classes shuffled
+        damaged = copy.deepcopy(source)
+        with torch.no_grad():
+            weight = damaged.classifier[1].weight
+            weight.copy_(weight[torch.randperm(len(weight), generator=torch.Generator().manual_seed(0))])
+        return build(damaged, *args)
+
+    monkeypatch.setattr(optimize_module, "_build_int8", broken)
+    example = torch.randn(1, 3, 96, 96)
+    fast = squeezelab.optimize(model, example, candidates=("eager",), allow_int8=True, calibration=skimage_photo_dir)
+    assert fast.backend == "eager"
+    int8 = fast.report.candidates[1]
+    assert int8.backend == "int8" and int8.agreement < 98.0 and "agrees with fp32 on" in int8.rejected
+    with pytest.raises(SqueezelabError, match="agrees with fp32 on"):
+        squeezelab.optimize(model, example, backend="int8", calibration=skimage_photo_dir)
 
 
 def test_optimize_passes_an_onnx_runtime_module_through(tmp_path) -> None:

@@ -1,13 +1,14 @@
 """Every zoo model trains from scratch with the default recipe, small inputs included.
 
-A short run per model (digits, 192 images, 16 px or the model's smallest input,
-2 epochs of 3 steps, everything else default) must keep every loss finite, give
-every parameter tensor a nonzero gradient (no dead or detached layer, no
+One epoch per model (all of digits' training split, 16 px or the model's smallest
+input, everything else default) must keep every loss finite, end with a
+validation loss below 3 x ln(10) (issue 15: no epoch-1 blow-up; before the
+recipe's BN warmup and recomputed BN statistics SqueezeNext reached 1e7 here),
+give every parameter tensor a nonzero gradient (no dead or detached layer, no
 classifier stalled behind a dead ReLU) and write a checkpoint that evaluates.
-Twelve steps are too few to expect a lower loss at the default rates; the
-accuracy of full default runs is measured by ``benchmarks/zoo_from_scratch.py``
+The accuracy of full default runs is measured by ``benchmarks/zoo_from_scratch.py``
 (docs/training.md) and asserted for one model per family in ``test_train.py``.
-Budget: about 1 minute on 2 cores.
+Budget: about 2 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ def test_every_zoo_model_learns_from_scratch_with_the_default_recipe(name: str, 
         names[:] = [n for n, p in model.named_parameters() if p.requires_grad]
         reached.update(n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0)
 
-    result = train(TrainConfig(name, data="digits", input_size=SIZES.get(name, 16), epochs=2, train_limit=192,
-                               val_limit=50, threads=1, progress=False, output=str(tmp_path),
-                               after_step=record_gradients))
-    losses = [row["train_loss"] for row in result.history]
-    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    result = train(TrainConfig(name, data="digits", input_size=SIZES.get(name, 16), epochs=1, threads=1,
+                               progress=False, output=str(tmp_path), after_step=record_gradients))
+    (epoch1,) = result.history
+    assert math.isfinite(epoch1["train_loss"])
+    assert epoch1["val_loss"] < 3 * math.log(10), epoch1
     assert set(names) - reached == set(), "parameters that never got a gradient"
     model, meta = load_checkpoint_model(result.best_checkpoint)
     size = SIZES.get(name, 16)

@@ -1,7 +1,10 @@
-"""The three real weight decoders against the byte accounting and spot values of shared/data/README.md §2-4."""
+"""The three real weight decoders (on the bundled upstream files) against the byte accounting and spot values
+of the shared data README §2-4 (docs/weights.md)."""
 
 from __future__ import annotations
 
+import hashlib
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +16,9 @@ from PIL import Image
 from squeezelab.errors import SqueezelabError
 from squeezelab.weights import detect_format, read_deep_compression, read_ncnn, read_openvino
 from squeezelab.weights.imagenet import imagenet_categories, imagenet_wnids
+from squeezelab.weights.registry import BUNDLED_DIR
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "weights"
+WEIGHTS = BUNDLED_DIR
 DC = WEIGHTS / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net"
 OV_XML = WEIGHTS / "squeezenet_v1.1_caffe_openvino_fp16" / "squeezenet1.1.xml"
 NCNN_PARAM = WEIGHTS / "squeezenet_v1.1_torchvision_ncnn_fp16" / "squeezenet_v1.1.ncnn.param"
@@ -84,13 +88,13 @@ def test_ncnn_byte_accounting_and_spot_values():
     assert float(state["classifier.1.weight"].sum()) == pytest.approx(2783.727, abs=1e-2)
 
 
-def test_openvino_reproduces_upstream_recorded_car_outputs():
+def test_openvino_reproduces_upstream_recorded_car_outputs(upstream_photos: Path):
     """README §3: upstream ran car.png through OpenVINO (cv2 blobFromImage 227, BGR, no mean)."""
     from squeezelab.models import create_model
 
     model = create_model("squeezenet1_1").eval()
     model.load_state_dict(read_openvino(OV_XML)[0])
-    rgb = np.asarray(Image.open(WEIGHTS.parent / "images" / "photos" / "car.png").convert("RGB"), dtype=np.float32)
+    rgb = np.asarray(Image.open(upstream_photos / "car.png").convert("RGB"), dtype=np.float32)
     x = torch.from_numpy(rgb[:, :, ::-1].copy()).permute(2, 0, 1)[None]
     x = torch.nn.functional.interpolate(x, size=(227, 227), mode="bilinear", align_corners=False, antialias=False)
     with torch.no_grad():
@@ -117,8 +121,10 @@ def test_bad_weight_files_give_one_line_errors(tmp_path, make):
         bad.write_bytes(DC.read_bytes()[:600_000])
         match = "truncated"
     elif make == "png":
+        from skimage import data as skdata
+
         bad = tmp_path / "weights.bin"
-        bad.write_bytes((WEIGHTS.parent / "images" / "photos" / "car.png").read_bytes())
+        Image.fromarray(skdata.coffee()).save(bad, format="PNG")
         match = "not a supported weights file"
     elif make == "text":
         bad = tmp_path / "model.safetensors"
@@ -145,7 +151,13 @@ def test_bad_weight_files_give_one_line_errors(tmp_path, make):
 def test_imagenet_classes_shipped_in_package():
     wnids, names = imagenet_wnids(), imagenet_categories()
     assert len(wnids) == len(names) == 1000 and wnids == sorted(wnids)
-    shared = (WEIGHTS.parent / "imagenet_synset_words.txt").read_text().splitlines()
-    assert [line.split(" ", 1)[0] for line in shared] == wnids
+    # Byte-identical to upstream synset_words.txt (zchrissirhcz/squeezenet-ncnn-pnnx-opencv-cpp @ 0392c1c4;
+    # sha256 from the shared data README §1), whose line order is the sorted wnids.
+    text = resources.files("squeezelab.data").joinpath("imagenet_synset_words.txt").read_bytes()
+    assert hashlib.sha256(text).hexdigest() == "ae3fba5fcc74d2c0b6db492b24c55c211358613c02bebc7a3ceab574a153231f"
+    # torchvision's own class names agree, but for the two it disambiguates.
+    tv = torchvision.models.SqueezeNet1_1_Weights.IMAGENET1K_V1.meta["categories"]
+    assert {(i, a, b) for i, (a, b) in enumerate(zip(tv, names)) if a != b} == {
+        (134, "crane bird", "crane"), (639, "maillot tank suit", "maillot")}
     assert (names[281], names[285], names[967], names[665], names[670]) == (
         "tabby", "Egyptian cat", "espresso", "moped", "motor scooter")

@@ -1,4 +1,4 @@
-"""Weights registry: local folders, the sha256-checked download (file:// and a 127.0.0.1 server), load_model,
+"""Weights registry: local folders, the bundled upstream files, the sha256-checked download (file:// and a 127.0.0.1 server), load_model,
 create_model(weights=...), and `squeezelab convert`."""
 
 from __future__ import annotations
@@ -16,21 +16,22 @@ import torch
 from squeezelab import create_model
 from squeezelab.cli.main import main
 from squeezelab.errors import SqueezelabError
+from squeezelab.io import sha256_file
 from squeezelab.weights import CheckpointMeta, load_model, load_weights, read_checkpoint, read_deep_compression, \
     registry
 from squeezelab.weights.registry import WEIGHTS, WeightFile, fetch_weights
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "weights"
+WEIGHTS_DIR = registry.BUNDLED_DIR
 DC = WEIGHTS_DIR / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net"
 DC_NAME = "squeezenet1_0.deep_compression"
 
 
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
-    """No local folders and an empty cache: every registered name must be downloaded."""
+    """No local folders, no bundled files and an empty cache: every registered name must be downloaded."""
     monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, "")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "no-bundle")
     return tmp_path / "cache"
 
 
@@ -110,6 +111,50 @@ def test_local_folder_is_searched_and_hash_checked(isolated, tmp_path, monkeypat
         fetch_weights("squeezenet1_1.caffe", allow_download=False)
 
 
+def test_bundled_files_are_found_offline_in_order(tmp_path, monkeypatch):
+    """$SQUEEZELAB_WEIGHTS_DIR first, then the bundled upstream files, then the cache; no download, no cwd guess."""
+    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, "")
+    monkeypatch.chdir(tmp_path)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("fetch_weights tried the network")
+
+    monkeypatch.setattr(registry.urllib.request, "urlopen", no_network)
+    for name, entry in WEIGHTS.items():
+        path = fetch_weights(name, allow_download=False)
+        assert path.parent.parent == WEIGHTS_DIR and path.name == entry.files[0].filename
+        assert all(sha256_file(path.parent / f.filename) == f.sha256 for f in entry.files)
+    assert not (tmp_path / "cache").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "compressed_SqueezeNet.net").write_bytes(DC.read_bytes())
+    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(mine))
+    assert fetch_weights(DC_NAME) == mine / "compressed_SqueezeNet.net"
+    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, "")
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "no-bundle")
+    cached = tmp_path / "cache" / DC_NAME / "compressed_SqueezeNet.net"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(DC.read_bytes())
+    assert fetch_weights(DC_NAME) == cached
+
+
+def test_bundled_files_are_package_data_with_their_source():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["squeezelab"]
+    package = root / "src" / "squeezelab"
+    shipped = {p for pattern in patterns for p in package.glob(pattern) if p.is_file()}
+    source = (WEIGHTS_DIR / "SOURCE.md").read_text()
+    assert WEIGHTS_DIR / "SOURCE.md" in shipped and "BSD" in source and "no licence file" in source
+    for entry in WEIGHTS.values():
+        for wfile in entry.files:
+            (bundled,) = WEIGHTS_DIR.glob(f"*/{wfile.filename}")
+            owner, repo, commit = wfile.url.split("/")[3:6]
+            assert bundled in shipped and wfile.sha256 in source and f"{owner}/{repo} @ {commit}" in source
+
+
 def test_unknown_name_lists_registered_weights():
     with pytest.raises(SqueezelabError, match="squeezenet1_1.torchvision"):
         load_weights("squeezenet1_1.imagenet")
@@ -125,16 +170,14 @@ def test_registry_entries_are_complete():
         assert {"imagenet_top1", "imagenet_top5", "samples100_top1", "samples100_top5"} <= set(entry.metrics)
 
 
-def test_architecture_mismatch_is_one_line_error(monkeypatch):
-    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(WEIGHTS_DIR))
+def test_architecture_mismatch_is_one_line_error():
     with pytest.raises(SqueezelabError, match="are for squeezenet1_1, not squeezenet1_0"):
         load_model("squeezenet1_1.caffe", "squeezenet1_0")
     with pytest.raises(SqueezelabError, match="do not fit squeezenet1_1"):
         create_model("squeezenet1_1", weights="squeezenet1_1.caffe", sr=0.25)
 
 
-def test_create_model_with_weights_matches_load_model(monkeypatch):
-    monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(WEIGHTS_DIR))
+def test_create_model_with_weights_matches_load_model():
     model = create_model("SqueezeNet-v1.1", weights="squeezenet1_1.torchvision")
     reference, _ = load_model(WEIGHTS_DIR / "squeezenet_v1.1_torchvision_ncnn_fp16" / "squeezenet_v1.1.ncnn.bin")
     assert not model.training

@@ -1,17 +1,55 @@
 """squeezelab: the SqueezeNet family, faithful, trained, compressed, simulated and deployed.
 
 The public API lives here; each pipeline stage is a subpackage (models, weights,
-data, train, analysis, compress, hwsim, export, cli).
+data, train, analysis, compress, hwsim, export, inference, cli). Importing
+``squeezelab`` imports none of them: each name below is resolved on first use
+(PEP 562 ``__getattr__``), so ``import squeezelab`` and ``squeezelab --help``
+stay light (docs/architecture.md).
 """
 
-from .analysis import profile
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import SqueezelabError
-from .hwsim import simulate
-from .models import create_model, get_model_entry, list_models
-from .export.optimize import optimize
-from .inference import evaluate, predict
-from .train import train
 
 __version__ = "0.1.0"
 
-__all__ = ["SqueezelabError", "__version__", "create_model", "evaluate", "get_model_entry", "list_models", "optimize", "predict", "profile", "simulate", "train"]
+#: Public name -> the module that defines it.
+_API = {
+    "create_model": "squeezelab.weights",
+    "get_model_entry": "squeezelab.models",
+    "list_models": "squeezelab.models",
+    "load_onnx": "squeezelab.export",
+    "optimize": "squeezelab.export",
+    "evaluate": "squeezelab.inference",
+    "predict": "squeezelab.inference",
+    "profile": "squeezelab.analysis",
+    "simulate": "squeezelab.hwsim",
+    "train": "squeezelab.train",
+}
+
+__all__ = ["SqueezelabError", "__version__", *sorted(_API)]
+
+if TYPE_CHECKING:
+    from .analysis import profile
+    from .export import load_onnx, optimize
+    from .hwsim import simulate
+    from .inference import evaluate, predict
+    from .models import get_model_entry, list_models
+    from .train import train
+    from .weights import create_model
+
+
+def __getattr__(name: str) -> Any:
+    """Import the stage that defines ``name`` on first access."""
+    if name not in _API:
+        raise AttributeError(f"module 'squeezelab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

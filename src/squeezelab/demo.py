@@ -16,15 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .analysis import count_macs, count_params  # noqa: E402
-from .io import atomic_path, atomic_write_text  # noqa: E402
-from .models import create_model, get_model_entry, list_models  # noqa: E402
-from .tables import format_table  # noqa: E402
+from .analysis import count_macs, count_params
+from .io import atomic_path, atomic_write_text
+from .models import create_model, get_model_entry, list_models
+from .plotting import new_figure
+from .tables import format_table
 
 
 @dataclass
@@ -39,11 +35,10 @@ class Report:
         self.sections.append(f"## {heading}\n\n{body.strip()}\n")
         self.write()
 
-    def save_figure(self, fig: "plt.Figure", name: str) -> str:
+    def save_figure(self, fig: Any, name: str) -> str:
         """Save a matplotlib figure as ``root/name`` and return the Markdown image link."""
         with atomic_path(self.root / name) as tmp:
             fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
         return f"![{name}]({name})"
 
     def write(self) -> Path:
@@ -74,7 +69,8 @@ def zoo_stage(ctx: DemoContext) -> None:
         params, macs = count_params(model), count_macs(model, entry.input_size)
         rows.append([name, params, f"{macs / 1e6:,.1f}", entry.input_size, model.min_input_size, entry.description])
         points.append((name, params, macs))
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig = new_figure(figsize=(8, 5))
+    ax = fig.subplots()
     for name, params, macs in points:
         ax.scatter(params / 1e6, macs / 1e6, s=30)
         ax.annotate(name, (params / 1e6, macs / 1e6), fontsize=7, xytext=(3, 3), textcoords="offset points")

@@ -64,17 +64,13 @@ class ClaimContext:
 
     def save_figure(self, fig: Any, name: str) -> Optional[str]:
         """Save a matplotlib figure next to the report; returns the Markdown link (None if no folder)."""
-        import matplotlib.pyplot as plt
-
         from ..io import atomic_path
 
         if self.figure_dir is None:
-            plt.close(fig)
             return None
         self.figure_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.figure_dir / name) as tmp:
             fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
         self.figures.append(name)
         return f"![{name}]({name})"
 

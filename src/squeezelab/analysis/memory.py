@@ -31,7 +31,6 @@ import torch.fx
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..models import traceable
 from .counting import InputSize, hw_size
 
 
@@ -72,7 +71,7 @@ class _LivenessInterpreter(torch.fx.Interpreter):
 
 def peak_activation_bytes(model: nn.Module, input_size: InputSize = 224) -> int:
     """Peak bytes of live activations for one image (graph liveness, see the module docstring)."""
-    gm = torch.fx.symbolic_trace(traceable(model))
+    gm = torch.fx.symbolic_trace(model)
     interp = _LivenessInterpreter(gm)
     was_training = model.training
     model.eval()
@@ -149,7 +148,7 @@ def measure_peak_activation_bytes(model: nn.Module, input_size: InputSize = 224,
     ``traced=True`` runs the model's ``torch.fx`` code; ``False`` runs the module eagerly.
     """
     weights = {_storage(t)[0] for t in (*model.parameters(), *model.buffers())}
-    runner = torch.fx.symbolic_trace(traceable(model)) if traced else model
+    runner = torch.fx.symbolic_trace(model) if traced else model
     was_training = model.training
     model.eval()
     gc.collect()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Optional
 
+from ..plotting import new_figure
 from .baselines import build_model
 from .claims import ClaimContext, ClaimRow, claim
 from .counting import count_macs, count_params
@@ -60,15 +61,12 @@ def _ratio_row(text: str, paper_factor: float, measured: float, note: str, paper
 
 def _parameter_plot(ctx: ClaimContext) -> Optional[str]:
     """Parameters of the papers' baselines and the SqueezeNet family on a log scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     names = ["alexnet", "vgg19", "mobilenet_v1", "mobilenet_v2", "squeezenet1_0", "squeezenet1_1",
              "sqnxt23_w1", "sqnxt23g_w1", "sqnxt23v5_w2", "sqnxt44_w2"]
     params = [_params(ctx, n) for n in names]
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = new_figure(figsize=(8, 4))
+    ax = fig.subplots()
     bars = ax.barh(names, [p / 1e6 for p in params], color=["tab:gray"] * 4 + ["tab:blue"] * 2 + ["tab:green"] * 4)
     ax.set_xscale("log")
     ax.set_xlabel("parameters (millions, log scale)")

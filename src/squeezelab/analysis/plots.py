@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..plotting import new_figure
 from .profiling import Profile
 
 
@@ -13,14 +14,10 @@ def plot_profile(prof: Profile, log: bool = False, blocks: bool = True) -> Any:
     ``blocks=True`` draws one bar per paper-level unit (conv1, fire2, ...), as in SqueezeNet
     Table 1; ``False`` one bar per layer. ``log`` uses a log y axis (zero bars are left out).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [r for r in (prof.top_level() if blocks else prof.layer_rows()) if r.params or r.macs]
     names = [r.name for r in rows]
-    fig, (ax_p, ax_m) = plt.subplots(2, 1, figsize=(max(8.0, 0.28 * len(rows) + 3), 6.5), sharex=True)
+    fig = new_figure(figsize=(max(8.0, 0.28 * len(rows) + 3), 6.5))
+    ax_p, ax_m = fig.subplots(2, 1, sharex=True)
     for ax, values, label, color in (
         (ax_p, [r.params for r in rows], "parameters", "tab:blue"),
         (ax_m, [r.macs / 1e6 for r in rows], "MACs (millions)", "tab:orange"),

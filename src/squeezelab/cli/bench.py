@@ -12,6 +12,7 @@ from ..export.bench import BENCH_BACKENDS, BENCH_HEADERS, DEFAULT_BACKENDS, benc
 from ..export.timing import machine_info, sgemm_gflops
 from ..io import atomic_write_text
 from ..tables import format_table
+from .args import MAX_BATCH, check_outputs, input_size, int_range, positive_float, weights_inputs
 from .export import load_cli_model
 
 
@@ -20,8 +21,8 @@ def _int_list(text: str) -> list[int]:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,32, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
+    if not values or min(values) < 1 or max(values) > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive and at most {MAX_BATCH}, got {text!r}")
     return values
 
 
@@ -41,11 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=_int_list, default=[1, 32], help="comma-separated batch sizes (default 1,32)")
     p.add_argument("--backends", type=_backends, default=list(DEFAULT_BACKENDS),
                    help=f"comma-separated, from {', '.join(BENCH_BACKENDS)} (default {','.join(DEFAULT_BACKENDS)})")
-    p.add_argument("--threads", type=int, help="intra-op threads for torch and ONNX Runtime (default: torch's)")
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--reps", type=int, default=30,
+    p.add_argument("--threads", type=int_range(1, 1024, what="a thread count"),
+                   help="intra-op threads for torch and ONNX Runtime (default: torch's)")
+    p.add_argument("--input-size", type=input_size, default=224)
+    p.add_argument("--reps", type=int_range(3, 100_000, what="a repetition count"), default=30,
                    help="timed calls per configuration, in blocks of 4 after one untimed call (default 30)")
-    p.add_argument("--max-seconds", type=float, default=30.0, help="stop a configuration's rounds after this long")
+    p.add_argument("--max-seconds", type=positive_float, default=30.0,
+                   help="stop a configuration's rounds after this long")
     p.add_argument("--json", metavar="OUT", help="also write the rows and the machine description as JSON")
     p.set_defaults(func=run)
 
@@ -53,10 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.weights and len(args.models) != 1:
         raise SqueezelabError("--weights needs exactly one MODEL")
-    if args.threads is not None and args.threads < 1:
-        raise SqueezelabError(f"--threads must be at least 1, got {args.threads}")
-    if args.reps < 3:
-        raise SqueezelabError(f"--reps must be at least 3, got {args.reps}")
+    check_outputs(args.json, inputs=weights_inputs(args.weights))
     models = [load_cli_model(name, args.weights)[0] for name in args.models]
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import SqueezelabError
 from ..io import atomic_write_text
+from .args import check_outputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.output)
         if out.suffix.lower() != ".md":
             raise SqueezelabError(f"the claims report is Markdown; give a name ending in .md, got {args.output!r}")
-        if out.parent.exists() and not out.parent.is_dir():
-            raise SqueezelabError(f"{out.parent} is not a folder; choose another output path")
+        check_outputs(out)
         figure_dir = out.parent
     results, ctx = run_claims(figure_dir=figure_dir)
     text = render_markdown(results, ctx.figures)

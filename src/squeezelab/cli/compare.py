@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import SqueezelabError
+from .args import input_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compare", help="params, MACs, size and ratios to a baseline for several models")
     p.add_argument("models", nargs="+", metavar="MODEL", help="zoo models, paper aliases or baselines")
-    p.add_argument("--input-size", type=int, default=224, help="input side length for MACs (default 224)")
+    p.add_argument("--input-size", type=input_size, default=224, help="input side length for MACs (default 224)")
     p.add_argument("--baseline", default="alexnet",
                    help="model the ratios are taken against: alexnet (default), vgg19, mobilenet_v1, "
                         "mobilenet_v2 or any zoo model")
@@ -22,8 +22,6 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.compare import compare_models
     from ..tables import format_table
 
-    if args.input_size < 1:
-        raise SqueezelabError(f"--input-size must be positive, got {args.input_size}")
     rows = compare_models(args.models, input_size=args.input_size, baseline=args.baseline)
     headers = ["model", "params", "MMACs", "fp32 MiB", "int8 MiB", f"params vs {args.baseline}",
                f"MACs vs {args.baseline}"]

@@ -1,12 +1,14 @@
-"""``squeezelab convert``: a Deep Compression / OpenVINO / ncnn weights file -> native checkpoint."""
+"""``squeezelab convert``: a Deep Compression / OpenVINO / ncnn / Caffe weights file -> native checkpoint."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import SqueezelabError
 from ..weights import convert_weights, get_weights_entry, list_weights
-from ..weights.loader import SOURCE_FORMATS
+from ..weights.loader import SOURCE_FORMATS, convert_caffemodel
+from .args import check_outputs, weights_inputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,8 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", nargs="?", help="the .net, .xml/.bin or .param/.bin file (the partner file must lie "
                                             "beside it)")
     p.add_argument("-o", "--output", help="the .safetensors checkpoint to write")
-    p.add_argument("--from", dest="source_format", choices=SOURCE_FORMATS,
-                   help="expected source format (detected from the content; a mismatch is an error)")
+    p.add_argument("--from", dest="source_format", choices=(*SOURCE_FORMATS, "caffe"),
+                   help="expected source format (detected from the content; a mismatch is an error); caffe for a "
+                        "binary .caffemodel (SqueezeNet v1.0/v1.1, SqueezeNext)")
+    p.add_argument("--prototxt", help="with --from caffe: the network's .prototxt, naming its layers (default: "
+                                      "inferred from the caffemodel's layer names and blob shapes)")
     p.add_argument("--list", action="store_true", help="list the registered pretrained weights and exit")
     p.set_defaults(func=run)
 
@@ -29,10 +34,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.input or not args.output:
         raise SqueezelabError("convert needs INPUT and -o OUTPUT.safetensors (or --list)")
-    meta = convert_weights(args.input, args.output, args.source_format)
+    caffe = args.source_format == "caffe" or (args.source_format is None
+                                              and Path(args.input).suffix.lower() == ".caffemodel")
+    if args.prototxt and not caffe:
+        raise SqueezelabError("--prototxt is for Caffe models; add --from caffe")
+    check_outputs(args.output, inputs=[*weights_inputs(args.input), args.prototxt])
+    if caffe:
+        meta = convert_caffemodel(args.input, args.output, args.prototxt)
+    else:
+        meta = convert_weights(args.input, args.output, args.source_format)
     pre = meta.preprocess
     kwargs = "".join(f", {k}={v}" for k, v in meta.model_kwargs.items())
     print(f"wrote {args.output}: {meta.architecture}{kwargs}, {meta.num_classes} classes, from "
-          f"{meta.extra['source_format']} (sha256 {meta.source_sha256[:12]}...); preprocess {pre.channel_order}, "
-          f"{pre.resize_mode} {pre.resize}, crop {pre.crop}")
+          f"{meta.extra['source_format']} (sha256 {meta.source_sha256[:12]}...); preprocess {pre.describe()}")
     return 0

@@ -14,6 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
+    from .args import check_outputs
 
+    check_outputs(args.output, kind="dir")
     run_demo(args.output, quick=args.quick)
     return 0

@@ -9,6 +9,7 @@ import os
 from ..inference import evaluate
 from ..io import atomic_write_text
 from ..weights import load_model
+from .args import batch_size, check_outputs, int_range, warn, weights_inputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,22 +17,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model name (checked against the weights' architecture)")
     p.add_argument("--weights", required=True, help="registered name (see 'squeezelab convert --list') or a file")
     p.add_argument("--data", required=True, help="class folders (sorted order = class index) or nXXXXXXXX_*.JPEG files")
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--batch-size", type=batch_size, default=50)
+    p.add_argument("--workers", type=int_range(0, 64, what="a worker count"), default=min(4, os.cpu_count() or 1),
+                   help="data loader processes (0: load in this process)")
     p.add_argument("--json", metavar="OUT", help="also write the results (with per-class accuracy) as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    inputs = weights_inputs(args.weights)
+    check_outputs(args.json, inputs=inputs)
     model, meta = load_model(args.weights, args.model)
     result = evaluate(model, meta, args.data, batch_size=args.batch_size, workers=args.workers,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, warn=warn)
     print(f"{meta.architecture} weights {args.weights} on {args.data} [{result['layout']}]")
     print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  ({result['count']} images, "
           f"{result['skipped']} non-image files skipped, {result['seconds']:.1f}s)")
     if args.json:
         payload = {"model": meta.architecture, "weights": str(args.weights), "data": str(args.data), **result}
-        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n", inputs=inputs)
         print(f"wrote {args.json}")
     return 0

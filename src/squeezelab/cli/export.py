@@ -6,11 +6,14 @@ import argparse
 import time
 from typing import Any, Optional
 
+import torch
 from torch import nn
 
 from ..errors import SqueezelabError
 from ..export.formats import FORMATS, SUFFIXES, check_parity, export_model
+from ..io import atomic_path
 from ..models import create_model, get_model_entry
+from .args import check_outputs, input_size, weights_inputs
 
 
 def load_cli_model(name: str, weights: Optional[str]) -> tuple[nn.Module, Any]:
@@ -33,31 +36,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="registered weights name or checkpoint file (default: random init)")
     p.add_argument("--format", choices=FORMATS, default="onnx")
     p.add_argument("-o", "--output", help="output file (default: MODEL.onnx / .pt / .pt2)")
-    p.add_argument("--input-size", type=int, help="square input side baked into the graph (default: the model's)")
+    p.add_argument("--input-size", type=input_size, help="square input side baked into the graph (default: the "
+                   "model's)")
     p.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension (onnx, pt2)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check against eager")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Export to a temporary file, check it, then rename it into place: a failed or interrupted check keeps nothing."""
+    inputs = weights_inputs(args.weights)
+    output = args.output or f"{get_model_entry(args.model).name}{SUFFIXES[args.format]}"
+    check_outputs(output, inputs=inputs)
     model, meta = load_cli_model(args.model, args.weights)
     name = getattr(model, "model_name", args.model)
     size = args.input_size or (meta.preprocess.crop if meta is not None else get_model_entry(name).input_size)
-    output = args.output or f"{name}{SUFFIXES[args.format]}"
-    start = time.perf_counter()
-    path = export_model(model, output, args.format, input_size=size, dynamic_batch=args.dynamic_batch, meta=meta)
-    elapsed = time.perf_counter() - start
+    model.check_input(torch.zeros(1, model.in_chans, size, size, device="meta"))
     dynamic = ", dynamic batch" if args.dynamic_batch and args.format != "torchscript" else ""
-    print(f"exported {name} to {path} ({args.format}, input 1x{model.in_chans}x{size}x{size}{dynamic}, "
-          f"{path.stat().st_size / 1e6:.2f} MB) in {elapsed:.1f}s")
-    if not args.no_check:
-        batch = 2 if args.dynamic_batch or args.format == "torchscript" else 1
-        try:
-            error = check_parity(model, path, args.format, size, batch=batch)
-        except SqueezelabError:
-            path.unlink(missing_ok=True)
-            raise
-        runtime = "ONNX Runtime" if args.format == "onnx" else args.format
-        print(f"parity: {runtime} vs eager on a random {batch}x{model.in_chans}x{size}x{size} batch: "
-              f"max abs diff {error:.2e} (limit 1e-04)")
+    with atomic_path(output, inputs) as tmp:
+        start = time.perf_counter()
+        export_model(model, tmp, args.format, input_size=size, dynamic_batch=args.dynamic_batch, meta=meta)
+        elapsed = time.perf_counter() - start
+        print(f"exported {name} to {output} ({args.format}, input 1x{model.in_chans}x{size}x{size}{dynamic}, "
+              f"{tmp.stat().st_size / 1e6:.2f} MB) in {elapsed:.1f}s")
+        if not args.no_check:
+            batch = 2 if args.dynamic_batch or args.format == "torchscript" else 1
+            error = check_parity(model, tmp, args.format, size, batch=batch)
+            runtime = "ONNX Runtime" if args.format == "onnx" else args.format
+            print(f"parity: {runtime} vs eager on a random {batch}x{model.in_chans}x{size}x{size} batch: "
+                  f"max abs diff {error:.2e} (limit 1e-04)")
     return 0

@@ -10,6 +10,7 @@ from ..errors import SqueezelabError
 from ..tables import format_table
 from ..weights.checkpoint import save_checkpoint
 from ..weights.loader import load_model
+from .args import check_outputs, fraction, refuse_onnx, weights_inputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,9 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model name (checked against the weights' architecture)")
     p.add_argument("--weights", required=True, help="registered name or any weights file")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--energy", type=float, default=0.9, help="keep this fraction of each layer's squared "
+    group.add_argument("--energy", type=fraction, default=0.9, help="keep this fraction of each layer's squared "
                        "singular values (default 0.9)")
-    group.add_argument("--rank-fraction", type=float, help="keep this fraction of each layer's full rank")
+    group.add_argument("--rank-fraction", type=fraction, help="keep this fraction of each layer's full rank")
     p.add_argument("--kinds", default="1x1,3x3", help="layer kinds to factorize: 1x1 (and FC), 3x3 (default both)")
     p.add_argument("--data", metavar="DIR", help="also compare top-1/top-5 before and after on this folder")
     p.add_argument("-o", "--output", help="write the rank-limited weights as a checkpoint of the original "
@@ -30,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..compress.lowrank import factorize_model, reconstruct
 
-    if args.rank_fraction is not None and not 0 < args.rank_fraction <= 1:
-        raise SqueezelabError(f"--rank-fraction must be in (0, 1], got {args.rank_fraction}")
+    refuse_onnx(args.weights, "lowrank")
+    inputs = weights_inputs(args.weights)
+    check_outputs(args.output, inputs=inputs)
     model, meta = load_model(args.weights, args.model)
     size = meta.preprocess.crop
     params0, macs0 = count_params(model), count_macs(model, size)
@@ -58,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
         after = images.accuracy(factored.eval())
         print(f"top-1 {before[0]:.1f}% -> {after[0]:.1f}%, top-5 {before[1]:.1f}% -> {after[1]:.1f}% on {args.data}")
     if args.output:
-        save_checkpoint(args.output, state, meta)
+        save_checkpoint(args.output, state, meta, inputs=inputs)
         print(f"wrote {args.output} (rank-limited weights in the {meta.architecture} architecture)")
     return 0

@@ -7,6 +7,7 @@ import json
 
 from ..inference import predict
 from ..weights import load_model
+from .args import int_range
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model name (checked against the weights' architecture)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--weights", required=True, help="registered name (see 'squeezelab convert --list') or a file")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=int_range(1, 1000, what="a class count"), default=5,
+                   help="classes shown per image (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 

@@ -6,12 +6,13 @@ import argparse
 
 from ..errors import SqueezelabError
 from ..io import atomic_path, atomic_write_text
+from .args import check_outputs, input_size, weights_inputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("profile", help="per-layer params, MACs, shapes and memory of one model")
     p.add_argument("model", help="zoo model or paper alias (squeezenet1_0, 1.0-SqNxt-23) or a baseline (alexnet, ...)")
-    p.add_argument("--input-size", type=int, default=224, help="input side length (default 224)")
+    p.add_argument("--input-size", type=input_size, default=224, help="input side length (default 224)")
     p.add_argument("--weights", help="checkpoint or weights file; nonzeros and sparse size then describe them")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--blocks", action="store_true", help="table: one row per paper-level unit (fire2, ...) only")
@@ -24,10 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..analysis.profiling import profile
 
-    if args.input_size < 1:
-        raise SqueezelabError(f"--input-size must be positive, got {args.input_size}")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise SqueezelabError(f"--plot writes a PNG file; give a name ending in .png, got {args.plot!r}")
+    inputs = weights_inputs(args.weights)
+    check_outputs(args.output, args.plot, inputs=inputs)
     prof = profile(args.model, input_size=args.input_size, weights=args.weights)
     if args.format == "json":
         text = prof.to_json() + "\n"
@@ -36,16 +37,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = prof.table(blocks_only=args.blocks) + "\n\n" + prof.summary() + "\n"
     if args.plot:
-        import matplotlib.pyplot as plt
-
         from ..analysis.plots import plot_profile
 
         fig = plot_profile(prof, log=args.log)
-        with atomic_path(args.plot) as tmp:
+        with atomic_path(args.plot, inputs) as tmp:
             fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
     if args.output:
-        atomic_write_text(args.output, text)
+        atomic_write_text(args.output, text, inputs)
     else:
         print(text, end="")
     return 0

@@ -6,6 +6,7 @@ import argparse
 
 from ..tables import format_table
 from ..weights.loader import load_model
+from .args import check_outputs, int_range, refuse_onnx, weights_inputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", required=True, metavar="DIR", help="folder of representative images (labels "
                    "not needed; searched recursively)")
     p.add_argument("-o", "--output", required=True, help="the INT8 .onnx file to write")
-    p.add_argument("--max-images", type=int, default=64, help="calibration images used (default 64)")
+    p.add_argument("--max-images", type=int_range(1, 100_000, what="an image count"), default=64,
+                   help="calibration images used (default 64)")
     p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax",
                    help="activation range calibration (default minmax)")
     p.add_argument("--data", metavar="DIR", help="also compare top-1/top-5 of fp32 and INT8 on this folder")
@@ -26,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..compress.int8 import quantize_int8
 
+    refuse_onnx(args.weights, "quantize")
+    check_outputs(args.output, inputs=weights_inputs(args.weights))
     model, meta = load_model(args.weights, args.model)
     path = quantize_int8(model, meta, args.output, args.calibration, max_images=args.max_images, method=args.method)
     print(f"wrote {path} ({path.stat().st_size:,} bytes; {meta.extra.get('weights', args.weights)} as INT8 QDQ, "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import SqueezelabError
 from ..tables import format_table
+from .args import MAX_INPUT_SIZE, check_outputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _input_size(text):
+def _input_size(text: str | None) -> int | tuple[int, int] | None:
     if text is None:
         return None
     parts = text.lower().split("x")
@@ -46,8 +47,9 @@ def _input_size(text):
         dims = [int(v) for v in parts]
     except ValueError:
         dims = []
-    if len(dims) not in (1, 2) or min(dims) < 1:
-        raise SqueezelabError(f"--input-size {text!r} must be N or HxW, e.g. 227 or 224x320")
+    if len(dims) not in (1, 2) or min(dims) < 1 or max(dims) > MAX_INPUT_SIZE:
+        raise SqueezelabError(f"--input-size {text!r} must be N or HxW with sides 1..{MAX_INPUT_SIZE}, e.g. 227 or "
+                              f"224x320")
     return dims[0] if len(dims) == 1 else (dims[0], dims[1])
 
 
@@ -103,6 +105,10 @@ def _csv(headers: list[str], rows: list[list]) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         return _list_presets()
+    _input_size(args.input_size)  # checked before any work, like the outputs
+    config_file = [args.config] if args.config and Path(args.config).is_file() else []
+    check_outputs(args.json, args.csv, args.plot, inputs=config_file)
+    check_outputs(args.export_scalesim, kind="dir")
     if args.compare:
         if args.models or args.sweep:
             raise SqueezelabError("--compare A B takes its two models itself; drop the other MODEL arguments")
@@ -174,11 +180,8 @@ def _plot(results, path: str) -> None:
     from ..io import atomic_path
 
     fig = plot_layers(results)
-    import matplotlib.pyplot as plt
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     print(f"wrote {path}")
 
 

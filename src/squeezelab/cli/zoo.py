@@ -10,6 +10,7 @@ from ..analysis import count_macs, count_params
 from ..errors import SqueezelabError
 from ..models import create_model, get_model_entry, list_models
 from ..tables import format_table
+from .args import input_size, int_range
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("info", help="architecture summary of one model")
     p.add_argument("model", help="model name or paper alias, e.g. squeezenet1_1 or 1.0-SqNxt-23v5")
-    p.add_argument("--input-size", type=int, help="side length for the shapes and MACs (default: the model's)")
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--input-size", type=input_size, help="side length for the shapes and MACs (default: the model's)")
+    p.add_argument("--num-classes", type=int_range(1, 100_000, what="a class count"), default=1000)
     p.set_defaults(func=run_info)
 
 
@@ -62,7 +63,7 @@ def stage_shapes(model: torch.nn.Module, input_size: int) -> list[tuple[str, str
 def run_info(args: argparse.Namespace) -> int:
     entry = get_model_entry(args.model)
     model = create_model(entry.name, num_classes=args.num_classes)
-    size = args.input_size or entry.input_size
+    size = entry.input_size if args.input_size is None else args.input_size
     model.check_input(torch.zeros(1, model.in_chans, size, size))
     print(f"{entry.name}: {entry.description}")
     if entry.aliases:

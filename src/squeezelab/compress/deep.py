@@ -49,6 +49,20 @@ class SharedTensor:
     def numel(self) -> int:
         return int(np.prod(self.shape))
 
+    def code_map(self) -> torch.Tensor:
+        """Codebook index of every weight (int64, ``shape``); pruned weights point at entry 0 (0.0 when sparse)."""
+        codes = torch.from_numpy(self.codes.astype(np.int64))
+        if self.gaps is None:
+            return codes.reshape(self.shape)
+        flat = torch.zeros(self.numel, dtype=torch.int64)
+        flat[torch.from_numpy(np.cumsum(self.gaps.astype(np.int64) + 1) - 1)] = codes
+        return flat.reshape(self.shape)
+
+    @property
+    def frozen(self) -> tuple[int, ...]:
+        """Codebook entries that must keep their value: the 0.0 of a sparse layer (Sec. 2, fillers and pruned)."""
+        return () if self.gaps is None else (0,)
+
     def decode(self) -> torch.Tensor:
         """The quantized weight tensor (float32), bit-exact to what the file stores."""
         codes = torch.from_numpy(self.codes.astype(np.int64))

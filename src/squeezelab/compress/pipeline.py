@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Callable, Literal, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -12,7 +12,7 @@ from PIL import Image
 from ..errors import SqueezelabError
 from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta
-from .biascorr import correct_biases
+from .biascorr import correct_biases, distil_codebooks, refine_codebooks
 from .deep import CompressedModel, compress_state_dict
 from .prune import Masks
 from .sqz import encode_sqz, write_sqz
@@ -53,13 +53,21 @@ def compress_model(
     output: Optional[PathLike] = None,
     method: str = "optimal",
     calibration: Optional[Sequence[Image.Image]] = None,
+    refine: Literal["least-squares", "bias"] = "least-squares",
+    finetune: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    finetune_epochs: int = 2,
+    finetune_lr: float = 1e-3,
+    on_stage: Optional[Callable[[str, CompressedModel], None]] = None,
 ) -> CompressionReport:
     """Prune, share and Huffman-code ``state``; write ``output`` if given.
 
     The last stage's size is the exact size of the ``.sqz`` file (header,
     metadata with class names, codebooks, biases, Huffman tables and checksum included).
-    With ``calibration`` images the biases are corrected for the pruning and sharing
-    error (:mod:`.biascorr`); the images need no labels and should not be the evaluation set.
+    With ``calibration`` images (no labels; not the evaluation set) the codebooks and biases are
+    fitted to the layer outputs (``refine="least-squares"``) or only the biases corrected
+    (``"bias"``), see :mod:`.biascorr`. ``finetune`` = (images, labels, -1 = unlabeled) retrains
+    the centroids with the masks held (Sec. 3.3), by distillation from ``state`` where unlabeled.
+    ``on_stage(name, compressed)`` is called after each stage ("k-means", ``refine``, "fine-tuned").
     """
     if masks is not None:
         missing = [k for k in masks if k not in state]
@@ -67,11 +75,25 @@ def compress_model(
             raise SqueezelabError(f"mask {missing[0]!r} matches no weight; the masks belong to another model")
     compressed = compress_state_dict(state, bits=bits, density=density, index_bits=index_bits, scope=scope,
                                      masks=masks, method=method)
+    if refine not in ("least-squares", "bias"):
+        raise SqueezelabError(f"unknown refinement {refine!r}; use 'least-squares' or 'bias'")
+    if on_stage:
+        on_stage("k-means", compressed)
     if calibration:
-        correct_biases(compressed, state, meta, calibration)
+        if refine == "bias":
+            correct_biases(compressed, state, meta, calibration)
+        else:
+            refine_codebooks(compressed, state, meta, torch.stack([meta.preprocess(im) for im in calibration]))
+        if on_stage:
+            on_stage(refine, compressed)
+    if finetune is not None:
+        distil_codebooks(compressed, state, meta, *finetune, epochs=finetune_epochs, lr=finetune_lr)
+        if on_stage:
+            on_stage("fine-tuned", compressed)
     meta = CheckpointMeta(**{**meta.__dict__, "extra": {**meta.extra, "compression": (
         f"deep-compression bits={bits} density={compressed.density:.4f} index_bits={index_bits} "
-        f"codebook={method} bias_correction={len(calibration) if calibration else 0}_images")}})
+        f"codebook={method} calibration={refine if calibration else 'none'}:{len(calibration or ())}_images "
+        f"finetune={len(finetune[0]) if finetune is not None else 0}_images")}})
     if output is not None:
         size = write_sqz(output, compressed, meta)
     else:

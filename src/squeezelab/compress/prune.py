@@ -138,8 +138,11 @@ class ApplyMasks:
 def save_masks(path: PathLike, masks: Mapping[str, torch.Tensor]) -> None:
     """Write masks as a safetensors file of uint8 tensors (atomic)."""
     with atomic_path(path) as tmp:
-        save_file({k: v.to(torch.uint8).contiguous() for k, v in masks.items()}, str(tmp),
-                  metadata={"format": "squeezelab-masks/1"})
+        try:
+            save_file({k: v.to(torch.uint8).contiguous() for k, v in masks.items()}, str(tmp),
+                      metadata={"format": "squeezelab-masks/1"})
+        except SafetensorError as exc:  # safetensors reports write errors (disk full, EFBIG) as its own type
+            raise SqueezelabError(f"cannot write {path}: {exc}; nothing was written there") from None
 
 
 def load_masks(path: PathLike) -> Masks:

@@ -8,6 +8,9 @@ a million weights clusters in milliseconds; the result equals scikit-learn's
 ``KMeans(init=<linear>, n_init=1, algorithm="lloyd")`` (checked by the tests).
 Codebook fine-tuning is the paper's shared-gradient update (Sec. 3.3): each
 centroid moves by the sum of the gradients of the weights that share it.
+:func:`least_squares_codebook` is its data-aware, label-free counterpart: with the
+assignments held, a layer's output is linear in its centroids, so the centroids
+that minimise the output error on calibration activations solve a K x K system.
 """
 
 from __future__ import annotations
@@ -204,3 +207,38 @@ def finetune_codebook(codebook: torch.Tensor, codes: torch.Tensor, grad: torch.T
     if frozen:
         step[list(frozen)] = 0.0
     return codebook - step
+
+
+def least_squares_codebook(code_map: torch.Tensor, cov: torch.Tensor, cross: torch.Tensor, init: torch.Tensor,
+                           frozen: tuple[int, ...] = (), ridge: float = 1e-6, chunk: int = 32) -> torch.Tensor:
+    """Centroids minimising a layer's mean squared output error, assignments held (data-aware Sec. 3.3).
+
+    With ``W[o, j] = c[code_map[o, j]]`` and centred inputs ``x`` (J features: in-channels x kernel taps),
+    output ``o`` is ``sum_k c_k sum_{j: a(o,j)=k} x_j``, linear in ``c``. The error
+    ``E sum_o (W[o] . x - t_o)^2`` is minimised by ``G c = r`` with
+    ``G[k, l] = sum_o sum_{a(o,j)=k, a(o,j')=l} cov[j, j']`` and ``r[k] = sum_o sum_{a(o,j)=k} cross[j, o]``.
+
+    Args:
+        code_map: (O, J) int64 codebook index of every weight (pruned weights point at a frozen 0.0 entry).
+        cov: (J, J) covariance of the layer's inputs.
+        cross: (J, O) covariance of the inputs with the target outputs (e.g. the uncompressed layer's).
+        init: the k-means codebook; entries no weight uses, and the ridge, pull towards it.
+        frozen: entries that keep their value (the reserved 0.0 of a sparse layer).
+        ridge: Tikhonov weight relative to the mean diagonal of ``G``.
+    """
+    size = init.numel()
+    cov, cross = cov.double(), cross.double()
+    gram = torch.zeros(size, size, dtype=torch.float64)
+    for start in range(0, code_map.shape[0], chunk):
+        onehot = torch.nn.functional.one_hot(code_map[start:start + chunk], size).double()  # (o, J, K)
+        gram += torch.einsum("ojk,ojl->kl", onehot, torch.matmul(cov, onehot))
+    rhs = torch.bincount(code_map.flatten(), weights=cross.t().flatten(), minlength=size)
+    free = torch.ones(size, dtype=torch.bool)
+    free[list(frozen)] = False
+    c0 = init.double()
+    g = gram[free][:, free]
+    r = rhs[free] - gram[free][:, ~free] @ c0[~free]
+    lam = ridge * float(g.diagonal().mean()) + 1e-12
+    out = c0.clone()
+    out[free] = torch.linalg.solve(g + lam * torch.eye(int(free.sum()), dtype=torch.float64), r + lam * c0[free])
+    return out.float()

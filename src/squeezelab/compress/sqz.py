@@ -35,6 +35,12 @@ MAGIC = b"SQZLAB\x00"
 VERSION = 1
 FORMAT = "squeezelab-sqz"
 _PREFIX = struct.Struct("<7sBI")
+#: Largest decompressed header accepted (a real one is a few KiB), so a crafted zlib bomb cannot exhaust memory.
+_MAX_HEADER = 16 << 20
+#: Largest tensor (elements) a header may declare.
+_MAX_NUMEL = 1 << 31
+#: What a structurally wrong header (valid CRC, crafted or buggy writer) makes the decoder raise.
+_HEADER_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, OverflowError)
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64,
            "int64": torch.int64, "int32": torch.int32, "uint8": torch.uint8, "bool": torch.bool}
@@ -118,13 +124,62 @@ def _parse(data: bytes, where: str) -> tuple[dict[str, Any], memoryview]:
     (stored,) = struct.unpack_from("<I", data, len(data) - 4)
     if zlib.crc32(memoryview(data)[:-4]) != stored:
         raise SqueezelabError(f"{where} is corrupted: CRC-32 checksum mismatch (re-download or re-create it)")
+    if _PREFIX.size + head_len > len(data) - 4:
+        raise SqueezelabError(f"{where} has a header length ({head_len:,}) past the end of the file")
     try:
-        header = json.loads(zlib.decompress(data[_PREFIX.size:_PREFIX.size + head_len]))
-    except (zlib.error, ValueError) as exc:
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(data[_PREFIX.size:_PREFIX.size + head_len], _MAX_HEADER)
+        if inflater.unconsumed_tail:
+            raise ValueError(f"header larger than {_MAX_HEADER >> 20} MiB")
+        header = json.loads(text)
+    except (zlib.error, ValueError, RecursionError) as exc:
         raise SqueezelabError(f"{where} has an unreadable header ({exc})") from None
-    if header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise SqueezelabError(f"{where} header is not a {FORMAT} header")
     return header, memoryview(data)[_PREFIX.size + head_len:-4]
+
+
+def _count(value: Any, what: str, high: int) -> int:
+    """``value`` as an int in 0..high, else ValueError (reported as an inconsistent header)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+        raise ValueError(f"{what} = {value!r} is not an integer in 0..{high}")
+    return value
+
+
+def _check_header(header: dict[str, Any], payload_size: int) -> None:
+    """Range-check every size, offset and width of a parsed header before anything is allocated."""
+    for key in ("codes", "gaps"):
+        spec = header["streams"][key]
+        alphabet = _count(spec["alphabet"], f"{key} alphabet", 1 << 16)
+        nbytes = _count(spec["nbytes"], f"{key} nbytes", payload_size)
+        nbits = _count(spec["nbits"], f"{key} nbits", 8 * nbytes)
+        _count(spec["count"], f"{key} count", nbits)
+        _count(spec["offset"], f"{key} offset", payload_size - nbytes)
+        _count(spec["lengths_offset"], f"{key} lengths offset", payload_size - alphabet)
+    for entry in header["tensors"]:
+        if not isinstance(entry["name"], str) or not isinstance(entry["shape"], list):
+            raise ValueError(f"tensor entry {entry!r} lacks a name or shape list")
+        numel = 1
+        for dim in entry["shape"]:
+            numel *= _count(dim, f"{entry['name']} shape", _MAX_NUMEL)
+        _count(numel, f"{entry['name']} size", _MAX_NUMEL)
+        if entry["kind"] == "raw":
+            if entry["dtype"] not in _DTYPES:
+                raise ValueError(f"{entry['name']} has unknown dtype {entry['dtype']!r}")
+            nbytes = _count(entry["nbytes"], f"{entry['name']} nbytes", payload_size)
+            _count(entry["offset"], f"{entry['name']} offset", payload_size - nbytes)
+        elif entry["kind"] == "shared":
+            bits = _count(entry["bits"], f"{entry['name']} bits", 16)
+            _count(entry["entries"], f"{entry['name']} entries", _MAX_NUMEL)
+            _count(entry["codebook_offset"], f"{entry['name']} codebook offset", payload_size - 4 * (1 << bits))
+            if entry["layout"] not in ("dense", "sparse"):
+                raise ValueError(f"{entry['name']} has unknown layout {entry['layout']!r}")
+        else:
+            raise ValueError(f"{entry['name']} has unknown kind {entry['kind']!r}")
+    if not isinstance(header["meta"], dict) or not all(isinstance(v, str) for v in header["meta"].values()):
+        raise ValueError("meta is not a table of strings")
+    _count(header["bits"], "bits", 16)
+    _count(header["index_bits"], "index_bits", 16)
 
 
 def _read_stream(payload: memoryview, spec: dict[str, int]) -> np.ndarray:
@@ -137,6 +192,7 @@ def decode_sqz(data: bytes, where: str = "the .sqz data") -> tuple[CompressedMod
     """Parse and verify ``.sqz`` bytes into the compressed model and its metadata."""
     header, payload = _parse(data, where)
     try:
+        _check_header(header, len(payload))
         codes = _read_stream(payload, header["streams"]["codes"])
         gaps = _read_stream(payload, header["streams"]["gaps"])
         shared, raw, order = {}, {}, []
@@ -159,10 +215,14 @@ def decode_sqz(data: bytes, where: str = "the .sqz data") -> tuple[CompressedMod
                                         codes[code_at:code_at + n], layer_gaps)
             code_at += n
         meta = CheckpointMeta.from_strings(header["meta"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SqueezelabError(f"{where} has an inconsistent header ({exc!r})") from None
-    model = CompressedModel(shared, raw, order, header["bits"], header["index_bits"], header.get("density", 1.0))
+        model = CompressedModel(shared, raw, order, header["bits"], header["index_bits"], header.get("density", 1.0))
+    except _HEADER_ERRORS as exc:
+        raise SqueezelabError(f"{where} has an inconsistent header ({_first_line(exc)})") from None
     return model, meta
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def read_sqz(path: PathLike) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
@@ -172,4 +232,7 @@ def read_sqz(path: PathLike) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
     except OSError as exc:
         raise SqueezelabError(f"cannot read {path}: {exc.strerror}") from None
     model, meta = decode_sqz(data, str(path))
-    return model.state_dict(), meta
+    try:
+        return model.state_dict(), meta
+    except _HEADER_ERRORS as exc:
+        raise SqueezelabError(f"{path} has an inconsistent header ({_first_line(exc)})") from None

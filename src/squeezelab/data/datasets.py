@@ -25,7 +25,7 @@ from __future__ import annotations
 import gzip
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -36,7 +36,8 @@ from torch.utils.data import Dataset, DistributedSampler
 from torchvision import transforms as T
 
 from ..errors import SqueezelabError
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from ..extras import require
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, read_image
 
 #: Label of a sample whose image could not be decoded (``cross_entropy(ignore_index=-1)``).
 SKIPPED_LABEL = -1
@@ -107,7 +108,7 @@ class _Transform:
         self.preprocess = preprocess
         self.augment = augment
         self.output_size = preprocess.crop
-        self._tail = Preprocess(**{**preprocess.__dict__, "resize": preprocess.crop, "resize_mode": "squash"})
+        self._tail = replace(preprocess, resize=preprocess.crop, resize_mode="squash")
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if self.augment is None:
@@ -165,15 +166,21 @@ class _ArrayReader:
         return Image.fromarray(np.ascontiguousarray(self.images[index], dtype=np.uint8), mode="L")
 
 
-def _eval_preprocess(input_size: int, mean: tuple[float, ...], std: tuple[float, ...], in_chans: int) -> Preprocess:
+def _eval_preprocess(input_size: int, mean: tuple[float, ...], std: tuple[float, ...], in_chans: int,
+                     pretrained: Optional[Preprocess] = None) -> Preprocess:
+    """The evaluation preprocessing: the fine-tuned weights' own when their channels match, else the data's stats."""
+    if pretrained is not None and pretrained.in_chans == in_chans and pretrained.crop == input_size:
+        return pretrained
+    if input_size <= SMALL_INPUT_MAX:
+        sizes = dict(crop=input_size, resize=input_size, resize_mode="squash")
+    else:
+        # torchvision's ImageNet evaluation: resize to input/0.875 then centre crop.
+        sizes = dict(crop=input_size, resize=int(round(input_size / 0.875)), resize_mode="short_side")
+    if pretrained is not None and pretrained.in_chans == in_chans:
+        return replace(pretrained, **sizes)
     if in_chans == 3 and len(mean) == 1:
         mean, std = mean * 3, std * 3
-    if input_size <= SMALL_INPUT_MAX:
-        return Preprocess(crop=input_size, resize=input_size, resize_mode="squash", mean=mean, std=std,
-                          grayscale=in_chans == 1)
-    # torchvision's ImageNet evaluation: resize to input/0.875 then centre crop.
-    return Preprocess(crop=input_size, resize=int(round(input_size / 0.875)), mean=mean, std=std,
-                      grayscale=in_chans == 1)
+    return Preprocess(**sizes, mean=mean, std=std, grayscale=in_chans == 1)
 
 
 def _augmentation(input_size: int, recipe: _Recipe) -> Callable:
@@ -304,7 +311,7 @@ class _FileReader:
         self.files = files
 
     def __call__(self, index: int) -> Image.Image:
-        return Image.open(self.files[index])
+        return read_image(self.files[index])  # any PIL mode as L/RGB; bombs are refused (the sample is skipped)
 
 
 def build_datasets(
@@ -317,6 +324,7 @@ def build_datasets(
     train_limit: Optional[int] = None,
     val_limit: Optional[int] = None,
     seed: int = 0,
+    pretrained: Optional[Preprocess] = None,
 ) -> DatasetBundle:
     """Build train/val datasets for ``source`` (see the module docstring for the forms).
 
@@ -329,6 +337,10 @@ def build_datasets(
         val_fraction: held-out share for digits and for ImageFolder trees without a ``val/`` folder.
         train_limit, val_limit: use a fixed random subset of at most this many images (stratified by seed).
         seed: the split and subset seed.
+        pretrained: the preprocessing of the weights being fine-tuned (their checkpoint's copy). When its
+            channel count matches, its pixel format (channel order, value scale, mean/std, interpolation and
+            antialias) replaces the data's statistics; its sizes are kept at its own crop, else follow
+            ``input_size``.
     """
     if not 0.0 < val_fraction < 1.0:
         raise SqueezelabError(f"val_fraction must be between 0 and 1, got {val_fraction}")
@@ -337,7 +349,7 @@ def build_datasets(
     recipe = _Recipe()
     train_arrays = val_arrays = None
     if kind == "digits":
-        from sklearn.datasets import load_digits
+        load_digits = require("sklearn.datasets", "the digits dataset").load_digits
 
         digits = load_digits()
         images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
@@ -362,7 +374,7 @@ def build_datasets(
         raise SqueezelabError(f"in_chans must be 1 or 3, got {chans}")
     if chans == 1 and native_chans == 3:
         stats = ((float(np.mean(stats[0])),), (float(np.mean(stats[1])),))
-    preprocess = _eval_preprocess(size, stats[0], stats[1], chans)
+    preprocess = _eval_preprocess(size, stats[0], stats[1], chans, pretrained)
     train_tf = _Transform(preprocess, _augmentation(size, recipe) if augment else None)
     val_tf = _Transform(preprocess, None)
 

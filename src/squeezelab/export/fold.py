@@ -4,9 +4,8 @@ A BatchNorm after a convolution is an affine map per output channel, so in
 eval mode it folds into the convolution's weight and bias (Ioffe & Szegedy
 2015, section 3.1: the inference-time transform is linear): W' = W * g / s,
 b' = (b - mu) * g / s + beta with s = sqrt(var + eps). The graph is found
-with ``torch.fx`` over ``forward_features`` and ``forward_head`` (the models'
-``forward`` only adds the input check, which is Python control flow that fx
-cannot trace), so a fold happens wherever a Conv2d's only user is a
+with ``torch.fx`` over ``forward`` (the models' input check is skipped while
+fx traces), so a fold happens wherever a Conv2d's only user is a
 BatchNorm2d: SqueezeNext's 111 conv-BN pairs, the textbook Fire's squeeze.
 A BatchNorm after a pooling layer (the textbook stem) stays as it is.
 """
@@ -19,14 +18,12 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import SqueezelabError
-from ..models import traceable
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
-    """fx-trace a zoo model's features + head (or any traceable module's forward)."""
-    target = traceable(model)
+    """fx-trace a module's forward (a zoo model's input check steps aside while fx traces it)."""
     try:
-        return fx.symbolic_trace(target)
+        return fx.symbolic_trace(model)
     except Exception as exc:  # fx raises TraceError, TypeError, ... on data-dependent control flow
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SqueezelabError(f"cannot trace {type(model).__name__} to fold BatchNorm: {first}; "

@@ -107,8 +107,8 @@ def load_exported(path: PathLike, fmt: str, threads: Optional[int] = None) -> Ca
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path)).eval()
-    if fmt == "pt2":
-        return torch.export.load(str(path)).module()
+    if fmt == "pt2":  # from a buffer: torch.export.load warns about file names not ending in .pt2
+        return torch.export.load(io.BytesIO(Path(path).read_bytes())).module()
     raise SqueezelabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -117,14 +117,14 @@ def check_parity(model: nn.Module, path: PathLike, fmt: str, input_size: int, ba
     """Max error (scaled, see :func:`.optimize.max_error`) of the exported file against eager on a random batch.
 
     Raises:
-        SqueezelabError: above ``tolerance``.
+        SqueezelabError: above ``tolerance`` or NaN.
     """
     exported = load_exported(path, fmt)
     x = example_input_for(model, input_size, batch=batch)
     with torch.inference_mode():
         reference = copy.deepcopy(model).float().eval()(x)
         error = max_error(exported(x), reference)
-    if error > tolerance:
+    if not error <= tolerance:  # also catches NaN, which compares False with everything
         raise SqueezelabError(f"{path}: the {fmt} model's logits differ from eager by {error:.2e} (> {tolerance:.0e})"
                               "; the export is wrong, please report it with the model name")
     return error

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import SqueezelabError
+from ..extras import require
 from ..io import PathLike, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def _silent_native_output() -> Iterator[None]:
 def onnx_bytes(model: nn.Module, input_size: int = 224, dynamic_batch: bool = True,
                meta: Optional["CheckpointMeta"] = None) -> bytes:
     """Serialize ``model`` (in eval mode, fp32) as an ONNX model; see :func:`export_onnx`."""
-    import onnx
+    onnx = require("onnx", "ONNX export")
 
     example = example_input_for(model, input_size)  # before the copy: deepcopy drops a GraphModule's attributes
     name = getattr(model, "model_name", type(model).__name__)

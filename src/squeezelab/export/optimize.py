@@ -14,7 +14,9 @@ copies of NCHW; torchvision eager squeezenet1_0 at batch 1 drops from 37 to
 ``compile``      ``torch.compile`` (Inductor, freezing on) of the prepared model.
 ``int8``         ``squeezelab.compress.int8`` (ONNX Runtime QDQ, calibrated on the images in
                  ``calibration``); ``auto`` tries it only with ``allow_int8=True`` because it
-                 changes the logits by design (its error is reported, not bounded).
+                 changes the logits by design. Instead of the 1e-4 bound it must agree with the
+                 fp32 model's top-1 class on at least :data:`INT8_MIN_AGREEMENT` percent of the
+                 images in ``validation`` (default: the calibration images), or it is rejected.
 
 ``backend="auto"`` builds the candidates in ``candidates`` (default eager and
 onnxruntime, plus int8 when allowed), rejects any whose logits differ from the
@@ -33,7 +35,7 @@ import importlib.util
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -43,10 +45,17 @@ from ..io import PathLike
 from .fold import fold_batchnorm
 from .timing import interleaved
 
+if TYPE_CHECKING:
+    from ..weights.checkpoint import CheckpointMeta
+
 BACKENDS = ("eager", "onnxruntime", "compile", "int8")
 AUTO_CANDIDATES = ("eager", "onnxruntime")
 #: fp32 parity bound of issue 8 (max abs logit difference, scaled by max(1, max |logit|)).
 FP32_TOLERANCE = 1e-4
+#: Least top-1 agreement (percent) of ``int8`` with the fp32 model on the check images (issue 16).
+INT8_MIN_AGREEMENT = 98.0
+#: Most images the INT8 agreement check reads from the ``validation`` folder.
+INT8_CHECK_IMAGES = 64
 
 
 def max_error(output: torch.Tensor, reference: torch.Tensor) -> float:
@@ -68,6 +77,7 @@ class Candidate:
     error: Optional[float] = None
     median_ms: Optional[float] = None
     rejected: str = ""
+    agreement: Optional[float] = None
 
 
 @dataclass
@@ -85,7 +95,8 @@ class OptimizeReport:
                 parts.append(f"{c.backend}: rejected ({c.rejected})")
             else:
                 timing = f"{c.median_ms:.2f} ms" if c.median_ms is not None else "not timed"
-                parts.append(f"{c.backend}: {timing}, error {c.error:.1e}")
+                agreement = f", agreement {c.agreement:.1f}%" if c.agreement is not None else ""
+                parts.append(f"{c.backend}: {timing}, error {c.error:.1e}{agreement}")
         return f"chose {self.chosen} ({'; '.join(parts)}); {self.folded_batchnorms} BatchNorms folded"
 
 
@@ -129,6 +140,16 @@ def _default_input(model: nn.Module) -> torch.Tensor:
     return torch.randn(1, int(getattr(model, "in_chans", 3)), size, size, generator=torch.Generator().manual_seed(0))
 
 
+def _int8_meta(model: nn.Module, example: torch.Tensor) -> "CheckpointMeta":
+    """Checkpoint metadata for INT8: ImageNet preprocessing to ``example``'s size."""
+    from ..data.preprocess import Preprocess
+    from ..weights.checkpoint import CheckpointMeta
+
+    size = example.shape[-1]
+    return CheckpointMeta(getattr(model, "model_name", type(model).__name__), int(getattr(model, "num_classes", 0)),
+                          in_chans=example.shape[1], preprocess=Preprocess(crop=size, resize=round(size * 256 / 224)))
+
+
 def _build_int8(model: nn.Module, example: torch.Tensor, calibration: Optional[PathLike], threads: Optional[int],
                 spinning: bool) -> nn.Module:
     """ONNX Runtime INT8 (QDQ) via ``squeezelab.compress.int8``, calibrated on the images in ``calibration``."""
@@ -137,16 +158,27 @@ def _build_int8(model: nn.Module, example: torch.Tensor, calibration: Optional[P
     if calibration is None:
         raise SqueezelabError("INT8 needs calibration images: pass calibration=FOLDER (a few dozen typical images)")
     from ..compress.int8 import quantize_int8
-    from ..data.preprocess import Preprocess
-    from ..weights.checkpoint import CheckpointMeta
     from .runtime import OnnxRuntimeModule
 
-    size = example.shape[-1]
-    meta = CheckpointMeta(getattr(model, "model_name", type(model).__name__), int(getattr(model, "num_classes", 0)),
-                          in_chans=example.shape[1], preprocess=Preprocess(crop=size, resize=round(size * 256 / 224)))
+    meta = _int8_meta(model, example)
     with tempfile.TemporaryDirectory(prefix="squeezelab-optimize-") as tmp:
         path = quantize_int8(copy.deepcopy(model).eval(), meta, Path(tmp) / "int8.onnx", calibration)
         return OnnxRuntimeModule(path.read_bytes(), threads=threads, spinning=spinning)
+
+
+def int8_agreement(reference: nn.Module, candidate: Callable[[torch.Tensor], torch.Tensor], folder: PathLike,
+                   example: torch.Tensor) -> tuple[float, int]:
+    """(top-1 agreement in percent, images) of ``candidate`` with ``reference`` on up to
+    :data:`INT8_CHECK_IMAGES` images of ``folder``, preprocessed to ``example``'s size."""
+    from ..compress.fidelity import compare
+    from ..compress.int8 import calibration_images
+    from ..data.preprocess import read_image
+
+    preprocess = _int8_meta(reference, example).preprocess
+    files = calibration_images(folder, INT8_CHECK_IMAGES)
+    batch = torch.stack([preprocess(read_image(path, "validation image")) for path in files])
+    with torch.inference_mode():
+        return compare(reference(batch), candidate(batch)).agreement, len(files)
 
 
 def _build(backend: str, prepared: nn.Module, model: nn.Module, example: torch.Tensor, threads: Optional[int],
@@ -169,8 +201,8 @@ def _build(backend: str, prepared: nn.Module, model: nn.Module, example: torch.T
 
 def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, backend: str = "auto", *,
              candidates: Sequence[str] = AUTO_CANDIDATES, allow_int8: bool = False,
-             calibration: Optional[PathLike] = None, threads: Optional[int] = None, spinning: bool = True,
-             reps: int = 5) -> OptimizedModel:
+             calibration: Optional[PathLike] = None, validation: Optional[PathLike] = None,
+             threads: Optional[int] = None, spinning: bool = True, reps: int = 5) -> OptimizedModel:
     """Return a fast inference module with the same outputs as ``model``.
 
     Args:
@@ -179,9 +211,11 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
             the model's design size). Inputs of other batch sizes work too.
         backend: ``"auto"`` (fastest checked candidate) or one of :data:`BACKENDS`.
         candidates: the backends ``auto`` tries (default eager and onnxruntime).
-        allow_int8: let ``auto`` also try INT8, whose logits differ from fp32 by design
-            (its error is reported, not bounded; check accuracy with ``squeezelab eval``).
+        allow_int8: let ``auto`` also try INT8, whose logits differ from fp32 by design; it is
+            kept only if its top-1 agrees with fp32 on >= 98% of the ``validation`` images.
         calibration: a folder of images for INT8 calibration (needed by ``int8``).
+        validation: a folder of images for INT8's agreement check (default ``calibration``;
+            images the calibration did not see give the more honest check).
         threads: intra-op threads for ONNX Runtime (default ``torch.get_num_threads()``).
         spinning: let ONNX Runtime's idle threads spin between calls (faster back-to-back
             inference; pass False when other CPU work runs between calls).
@@ -189,7 +223,7 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
 
     Raises:
         SqueezelabError: an unknown backend, or a requested backend that fails to build
-            or whose logits differ from eager by more than 1e-4.
+            or whose logits differ from eager by more than 1e-4 (INT8: agrees on < 98%).
     """
     if backend != "auto" and backend not in BACKENDS:
         raise SqueezelabError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
@@ -218,6 +252,12 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
             x = example.contiguous(memory_format=torch.channels_last) if wants_cl else example
             with torch.inference_mode():
                 candidate.error = max_error(runner(x), reference)
+            if name == "int8":
+                candidate.agreement, count = int8_agreement(reference_model, runner, validation or calibration,
+                                                            example)
+                if candidate.agreement < INT8_MIN_AGREEMENT:
+                    raise SqueezelabError(f"INT8 agrees with fp32 on {candidate.agreement:.1f}% of {count} images "
+                                          f"(< {INT8_MIN_AGREEMENT:.0f}%); use an fp32 backend")
         except SqueezelabError as exc:
             if backend != "auto":
                 raise

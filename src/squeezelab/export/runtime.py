@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import InputShapeError, SqueezelabError
+from ..extras import require
 from ..io import PathLike
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 def session_options(threads: Optional[int] = None, spinning: bool = False) -> "onnxruntime.SessionOptions":
     """ONNX Runtime session options with ``threads`` intra-op threads, spinning on or off."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "running ONNX models")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
@@ -68,7 +69,7 @@ class OnnxRuntimeModule(nn.Module):
 
     def __init__(self, path: Union[PathLike, bytes], threads: Optional[int] = None, spinning: bool = False) -> None:
         super().__init__()
-        import onnxruntime as ort
+        ort = require("onnxruntime", "running ONNX models")
 
         if not isinstance(path, bytes):
             if not Path(path).is_file():

@@ -23,6 +23,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from ..extras import require
+
 #: Timed calls per candidate per round, and untimed calls before them (see the module docstring).
 BLOCK, SETTLE = 4, 1
 
@@ -130,7 +132,7 @@ class OtherLoad:
 
 def machine_info() -> dict[str, Any]:
     """CPU, core count, load average, threads and library versions, for every benchmark record."""
-    import onnxruntime
+    onnxruntime = require("onnxruntime", "timing ONNX Runtime")
 
     cpu = platform.processor() or platform.machine()
     try:

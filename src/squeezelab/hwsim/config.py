@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import SqueezelabError
+from ..extras import require
 
 DATAFLOWS = ("ws", "os", "is", "best")
 PSUM_SPILL = ("glb", "dram")
@@ -197,7 +198,7 @@ def load_config(path: Union[str, Path]) -> AcceleratorConfig:
     text = path.read_text()
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+            yaml = require("yaml", "YAML accelerator configs")
 
             data = yaml.safe_load(text)
         elif path.suffix.lower() == ".json":

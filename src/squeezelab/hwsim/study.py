@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Union
 
+from ..plotting import colormap, new_figure
 from .config import AcceleratorConfig
 from .sim import SimResult, simulate
 
@@ -64,16 +65,11 @@ def plot_layers(results: Sequence[SimResult], time_unit: str = "cycles"):
 
     One filled step per layer, coloured by stage; energy is stacked by level (MAC, RF, NoC, GLB, DRAM, static).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
     levels = ("mac", "rf", "noc", "glb", "dram", "static")
-    fig, axes = plt.subplots(2, len(results), figsize=(6.5 * len(results), 7), squeeze=False,
-                             sharey="row")
-    cmap = plt.get_cmap("tab10")
+    fig = new_figure(figsize=(6.5 * len(results), 7))
+    from matplotlib.patches import Patch  # matplotlib is there: new_figure checked it
+    axes = fig.subplots(2, len(results), squeeze=False, sharey="row")
+    cmap = colormap("tab10")
     for col, result in enumerate(results):
         layers = result.layers
         edges = [i - 0.5 for i in range(len(layers) + 1)]
@@ -88,7 +84,7 @@ def plot_layers(results: Sequence[SimResult], time_unit: str = "cycles"):
             values = [getattr(r, f"energy_{level}") for r in layers]
             if any(values):
                 top_edge = [b + v for b, v in zip(base, values)]
-                bottom.stairs(top_edge, edges, baseline=base, fill=True, color=plt.get_cmap("Set2")(i), label=level)
+                bottom.stairs(top_edge, edges, baseline=base, fill=True, color=colormap("Set2")(i), label=level)
                 base = top_edge
         bottom.set_title(f"energy {result.energy:.3g} {result.energy_unit}", fontsize=9)
         bottom.set_ylabel(f"energy ({result.energy_unit})")

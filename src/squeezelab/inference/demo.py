@@ -53,8 +53,7 @@ def pretrained_stage(ctx: DemoContext) -> None:
     for name in available:
         entry = get_weights_entry(name)
         pre = entry.preprocess
-        lines.append(f"- `{name}`: {entry.description}; preprocessing {pre.channel_order}, {pre.resize_mode} "
-                     f"{pre.resize} then crop {pre.crop}")
+        lines.append(f"- `{name}`: {entry.description}; preprocessing {pre.describe()}")
     entries = "\n".join(lines)
     ctx.report.add("Pretrained weights", f"Top-3 (softmax) of scikit-image photos with the real weights decoded from "
                    f"their upstream files.\n\n{entries}\n\n{table}" + (f"\n\n{how}" if missing else ""))

@@ -11,7 +11,9 @@ Two layouts (``docs/weights.md``):
   ``shared/data/images/imagenet_samples_100``); the label is the wnid's index.
 
 Files without an image extension are skipped and counted; an image file that
-does not decode is a one-line error naming it.
+does not decode (or is a decompression bomb) is a one-line error naming it.
+Folder names that are neither wnids nor category names fall back to sorted
+order, with a warning when the model has ImageNet's 1000 classes.
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Optional
 
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.preprocess import Preprocess
+from ..data.evaluate import evaluate_model
+from ..data.preprocess import Preprocess, read_image
 from ..errors import SqueezelabError
+from ..extras import require
 from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta
 from ..weights.imagenet import imagenet_wnids
@@ -45,6 +48,7 @@ class LabelledImages:
     samples: list[tuple[Path, int]]
     layout: str
     skipped: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _is_image(path: Path) -> bool:
@@ -61,6 +65,7 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
     wnid_index = {w: i for i, w in enumerate(imagenet_wnids())} if meta.num_classes == 1000 else {}
     skipped: list[Path] = []
     samples: list[tuple[Path, int]] = []
+    warnings: list[str] = []
     if folders:
         names = [p.name for p in folders]
         if wnid_index and all(n in wnid_index for n in names):
@@ -69,6 +74,11 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
             layout, labels = "imagefolder (category-name folders)", [meta.categories.index(n) for n in names]
         else:
             layout, labels = "imagefolder (sorted folders)", list(range(len(names)))
+            if meta.num_classes == 1000:
+                unknown = [n for n in names if n not in wnid_index and n not in meta.categories] or names
+                warnings.append(f"{len(unknown)} of {len(names)} folder names in {root} (e.g. {unknown[0]!r}) are "
+                                f"neither ImageNet wnids nor class names; labels are sorted folder order "
+                                f"0..{len(names) - 1}, which is almost surely wrong for ImageNet weights")
         if len(names) > meta.num_classes:
             raise SqueezelabError(f"{root} has {len(names)} class folders but the model has {meta.num_classes} "
                                   f"classes; point --data at a folder with at most {meta.num_classes}")
@@ -90,7 +100,7 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
     if not samples:
         raise SqueezelabError(f"no labelled images in {root}; expected class folders (ImageFolder) or files named "
                               f"nXXXXXXXX_*.JPEG for a 1000-class ImageNet model")
-    return LabelledImages(samples, layout, skipped)
+    return LabelledImages(samples, layout, skipped, warnings)
 
 
 class _ImageDataset(Dataset):
@@ -101,20 +111,22 @@ class _ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        """(input, label, "") or (zeros, label, the one-line reason the image cannot be used)."""
         path, label = self.samples[index]
         try:
-            with Image.open(path) as image:
-                return self.preprocess(image), label, index
-        except (OSError, ValueError, SyntaxError):
+            return self.preprocess(read_image(path)), label, ""
+        except SqueezelabError as exc:
             size = self.preprocess.crop
-            return torch.zeros(self.preprocess.in_chans, size, size), label, -1 - index
+            return torch.zeros(self.preprocess.in_chans, size, size), label, str(exc)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_size: int = 50, workers: int = 0,
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False, warn: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     """Top-1 / top-5 (percent) of ``model`` on ``data_dir`` with ``meta.preprocess``.
+
+    ``warn`` receives the data folder's warnings (see :func:`scan_images`) before the run.
 
     Returns ``top1``, ``top5``, ``count``, ``correct_top1``, ``correct_top5``, ``skipped``
     (files that are not images), ``layout``, ``seconds`` and ``per_class``
@@ -123,35 +135,28 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
     if batch_size < 1 or workers < 0:
         raise SqueezelabError(f"need batch size >= 1 and workers >= 0, got {batch_size} and {workers}")
     found = scan_images(data_dir, meta)
+    for message in found.warnings if warn is not None else ():
+        warn(message)
     loader = DataLoader(_ImageDataset(found.samples, meta.preprocess), batch_size=batch_size, num_workers=workers,
                         shuffle=False)
-    model.eval()
-    k = min(5, meta.num_classes)
-    per_class: dict[int, list[int]] = {}
-    correct1 = correct5 = 0
     start = time.perf_counter()
     bar = None
     if progress:
-        from tqdm import tqdm
+        tqdm = require("tqdm", "the progress bar").tqdm
 
         bar = tqdm(total=len(found.samples), unit="img", file=sys.stderr, desc="eval")
-    try:
-        for images, labels, indices in loader:
-            bad = indices[indices < 0]
-            if bad.numel():
-                path = found.samples[int(-1 - bad[0])][0]
-                raise SqueezelabError(f"cannot decode image {path}; remove or replace it")
-            top = model(images).topk(k, dim=1).indices
-            hit1 = top[:, 0] == labels
-            hit5 = (top == labels[:, None]).any(dim=1)
-            correct1 += int(hit1.sum())
-            correct5 += int(hit5.sum())
-            for label, hit in zip(labels.tolist(), hit1.tolist()):
-                stats = per_class.setdefault(label, [0, 0])
-                stats[0] += 1
-                stats[1] += int(hit)
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels, errors in loader:
+            failed = [e for e in errors if e]
+            if failed:
+                raise SqueezelabError(failed[0])
+            yield images, labels
             if bar is not None:
                 bar.update(len(labels))
+
+    try:
+        result = evaluate_model(model, batches())
     finally:
         if bar is not None:
             bar.close()
@@ -159,11 +164,11 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
     seconds = time.perf_counter() - start
     names = meta.categories
     return {
-        "top1": 100.0 * correct1 / count,
-        "top5": 100.0 * correct5 / count,
+        "top1": result.top1,
+        "top5": result.top5,
         "count": count,
-        "correct_top1": correct1,
-        "correct_top5": correct5,
+        "correct_top1": result.correct_top1,
+        "correct_top5": result.correct_top5,
         "skipped": len(found.skipped),
         "skipped_files": [str(p) for p in found.skipped[:20]],
         "layout": found.layout,
@@ -171,6 +176,6 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
         "images_per_second": round(count / seconds, 2) if seconds > 0 else None,
         "per_class": {
             str(c): {"name": names[c] if c < len(names) else str(c), "count": n, "top1": 100.0 * hits / n}
-            for c, (n, hits) in sorted(per_class.items())
+            for c, (n, hits) in sorted(result.per_class.items())
         },
     }

@@ -8,9 +8,10 @@ from typing import Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 
+from ..data.preprocess import read_image
 from ..errors import SqueezelabError
 from ..weights.checkpoint import CheckpointMeta
 
@@ -33,20 +34,15 @@ def open_image(image: ImageLike) -> Image.Image:
     if isinstance(image, np.ndarray):
         array = image
         if array.dtype != np.uint8:
+            if array.size == 0 or not np.isfinite(array).all():
+                raise SqueezelabError(f"an image array must be non-empty and finite, got shape {array.shape}")
             array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[:, :, 0]
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
             raise SqueezelabError(f"an image array must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
         return Image.fromarray(array)
-    try:
-        with Image.open(image) as handle:
-            handle.load()
-            return handle.copy()
-    except FileNotFoundError:
-        raise SqueezelabError(f"image {image} does not exist") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise SqueezelabError(f"cannot read image {image}: {exc}") from None
+    return read_image(image)
 
 
 def _label(meta: CheckpointMeta, index: int) -> str:

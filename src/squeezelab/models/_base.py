@@ -1,26 +1,83 @@
-"""What every zoo model shares: the timm-style interface and the input check.
+"""What every zoo model shares: the timm-style interface, static size metadata and the input check.
 
 Each model is ``forward_features`` (the convolutional trunk) followed by
 ``forward_head`` (global pooling and the classifier), with
 ``reset_classifier`` to change the number of classes for fine-tuning. The
-smallest accepted input side is found once, at construction, by running the
-trunk on tiny zero images, so stem overrides
-(``small_input``) and the design-space knobs never need a hand-kept table.
+smallest accepted input side, ``min_input_size``, is static metadata (as
+torchvision's ``min_size``): :func:`min_input_side` computes it from the
+trunk's size-changing layers (stem and pools), which each model lists in
+``spatial_ops``; no forward pass runs at construction.
+
+``forward`` checks the input (rank, channels, size) with one-line
+:class:`~squeezelab.errors.InputShapeError` messages in eager mode and skips
+the check while ``torch.jit.trace``, ``torch.fx``, ``torch.export`` /
+``torch.compile`` or the ONNX exporter trace it, so the models trace as they
+are, without wrappers.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import NamedTuple, Sequence
+
 import torch
-from torch import nn
+from torch import fx, nn
 
 from ..errors import InputShapeError
 
-_PROBE_START_SIDE = 32
-_PROBE_MAX_SIDE = 2048
+_MAX_SIDE = 1 << 16
+
+
+class SpatialOp(NamedTuple):
+    """The geometry of one size-changing layer (a convolution or a pool) of a trunk."""
+
+    kernel: int
+    stride: int
+    padding: int = 0
+    ceil_mode: bool = False
+    pool: bool = False
+
+
+def conv_op(conv: nn.Conv2d) -> SpatialOp:
+    """The :class:`SpatialOp` of a square convolution."""
+    return SpatialOp(int(conv.kernel_size[0]), int(conv.stride[0]), int(conv.padding[0]))  # type: ignore[index]
+
+
+def pool_op(pool: nn.MaxPool2d) -> SpatialOp:
+    """The :class:`SpatialOp` of a square max-pool."""
+    return SpatialOp(int(pool.kernel_size), int(pool.stride), int(pool.padding), bool(pool.ceil_mode), True)
+
+
+def output_side(side: int, op: SpatialOp) -> int:
+    """The output side of ``op`` on an input of ``side`` pixels, as PyTorch computes it (0 = rejected)."""
+    if not op.pool:
+        return (side + 2 * op.padding - op.kernel) // op.stride + 1 if side + 2 * op.padding >= op.kernel else 0
+    out = (side + 2 * op.padding - op.kernel + (op.stride - 1 if op.ceil_mode else 0)) // op.stride + 1
+    if op.ceil_mode and (out - 1) * op.stride >= side + op.padding:
+        out -= 1
+    return max(out, 0)
+
+
+def min_input_side(ops: Sequence[SpatialOp]) -> int:
+    """The smallest square input side for which every op in ``ops`` (applied in order) outputs >= 1 pixel."""
+    for side in range(1, _MAX_SIDE):
+        out = side
+        for op in ops:
+            out = output_side(out, op)
+            if out < 1:
+                break
+        else:
+            return side
+    raise ValueError(f"no input side below {_MAX_SIDE} fits the layers {list(ops)}")
+
+
+def _tracing(x: torch.Tensor) -> bool:
+    """True while a tracer or compiler (jit.trace, fx, torch.export, torch.compile, ONNX export) runs ``forward``."""
+    return isinstance(x, fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 class ClassifierModel(nn.Module):
-    """Base class: input validation, ``forward`` = features then head."""
+    """Base class: input validation, ``forward`` = features then head, static ``min_input_size``."""
 
     def __init__(self, in_chans: int, num_classes: int) -> None:
         super().__init__()
@@ -28,7 +85,15 @@ class ClassifierModel(nn.Module):
             raise ValueError(f"in_chans and num_classes must be >= 1, got {in_chans} and {num_classes}")
         self.in_chans = in_chans
         self.num_classes = num_classes
-        self.min_input_size = 1
+
+    @cached_property
+    def min_input_size(self) -> int:
+        """The smallest square input side the trunk accepts (from :meth:`spatial_ops`, computed once)."""
+        return min_input_side(self.spatial_ops())
+
+    def spatial_ops(self) -> list[SpatialOp]:
+        """The trunk's size-changing layers in order (size-preserving ones may be left out)."""
+        raise NotImplementedError
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -53,64 +118,14 @@ class ClassifierModel(nn.Module):
                 f"expected {self.in_chans} input channels, got {x.shape[1]}; "
                 f"convert the images or build the model with in_chans={x.shape[1]}"
             )
-        if x.shape[2] < self.min_input_size or x.shape[3] < self.min_input_size:
+        minimum = self.min_input_size
+        if x.shape[2] < minimum or x.shape[3] < minimum:
             raise InputShapeError(
                 f"input {x.shape[2]}x{x.shape[3]} is smaller than this model's minimum "
-                f"{self.min_input_size}x{self.min_input_size}; resize the images up or use small_input=True"
+                f"{minimum}x{minimum}; resize the images up or use small_input=True"
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
+        if not _tracing(x):
+            self.check_input(x)
         return self.forward_head(self.forward_features(x))
-
-    def _set_min_input_size(self) -> None:
-        """Find the smallest square input the trunk accepts by running it on tiny zero images.
-
-        Runs once, at construction, in eval mode without gradients (BN statistics are untouched);
-        at these sizes a forward pass costs far less than shape inference on the meta device.
-        """
-        was_training = self.training
-        self.eval()
-
-        def accepts(side: int) -> bool:
-            try:
-                out = self.forward_features(torch.zeros(1, self.in_chans, side, side))
-            except RuntimeError:
-                return False
-            return out.shape[-1] >= 1 and out.shape[-2] >= 1
-
-        try:
-            with torch.no_grad():
-                hi = _PROBE_START_SIDE
-                while not accepts(hi):
-                    if hi >= _PROBE_MAX_SIDE:
-                        raise ValueError(f"model rejects even a {hi}x{hi} input; check its configuration")
-                    hi *= 2
-                lo = 1
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if accepts(mid):
-                        hi = mid
-                    else:
-                        lo = mid + 1
-        finally:
-            self.train(was_training)
-        self.min_input_size = lo
-
-
-class UncheckedForward(nn.Module):
-    """``forward_features`` then ``forward_head`` without the input check: what fx tracing can follow."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x))
-
-
-def traceable(model: nn.Module) -> nn.Module:
-    """A zoo model wrapped in :class:`UncheckedForward`; any other module unchanged."""
-    if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
-        return UncheckedForward(model)
-    return model

@@ -2,9 +2,11 @@
 
 ``create_model(name, num_classes=..., in_chans=..., **overrides)`` builds a
 model; ``list_models(pattern)`` lists the canonical names. Each entry carries
-its paper, the table its numbers come from, a one-line description and a
-pretrained-style config (input size, mean/std, crop) used by the data and
-weights stages when no weights say otherwise.
+its paper, the table its numbers come from, a one-line description, whether
+it accepts ``small_input=True`` and a ``default_cfg`` holding only its design
+input size (preprocessing belongs to each set of weights, in
+:mod:`squeezelab.weights.registry`, or to a checkpoint's metadata). This module builds architectures only; ``squeezelab.create_model``
+(:func:`squeezelab.weights.create_model`) adds ``weights=``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class ModelEntry:
     table: str
     aliases: tuple[str, ...] = ()
     default_cfg: dict[str, Any] = field(default_factory=dict)
+    #: ``create_model(name, small_input=True)`` swaps the stride-2 stem for a stride-1 one (8-64 px images).
+    small_input: bool = False
 
     @property
     def input_size(self) -> int:
@@ -52,12 +56,14 @@ def register_model(
     table: str,
     aliases: tuple[str, ...] = (),
     default_cfg: Optional[dict[str, Any]] = None,
+    small_input: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a builder function under its own name and the given aliases."""
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__
-        entry = ModelEntry(name, builder, description, paper, table, tuple(aliases), dict(default_cfg or {}))
+        entry = ModelEntry(name, builder, description, paper, table, tuple(aliases), dict(default_cfg or {}),
+                           small_input)
         for key in (name, *aliases):
             if _key(key) in _ALIASES:
                 raise RuntimeError(f"model name {key!r} registered twice")
@@ -96,10 +102,8 @@ def list_models(pattern: Optional[str] = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatch(n.lower(), pattern.lower())]
 
 
-def create_model(
-    name: str, *, num_classes: int = 1000, in_chans: int = 3, weights: Optional[str] = None, **overrides: Any
-) -> nn.Module:
-    """Build a registered model.
+def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3, **overrides: Any) -> nn.Module:
+    """Build a registered architecture with fresh weights.
 
     Args:
         name: canonical name or paper alias, e.g. ``"squeezenet1_1"`` or ``"1.0-SqNxt-23v5"``.
@@ -107,23 +111,14 @@ def create_model(
         in_chans: input channels (1 for grey images).
         overrides: architecture keyword arguments of the family's constructor,
             e.g. ``small_input=True``, ``dropout=0.2`` or SqueezeNet's ``pct3x3=0.75``.
-        weights: a registered weights name or a weights file (``docs/weights.md``); the model is built
-            from the weights' metadata (checked against ``name``), loaded and put in eval mode; a
-            ``num_classes`` other than the default and the weights' own gets a fresh classifier.
     """
-    if weights is not None:
-        from ..weights import load_model  # lazy: squeezelab.weights imports this module
-
-        model, _ = load_model(weights, name, **overrides)
-        if num_classes not in (1000, getattr(model, "num_classes", num_classes)):
-            model.reset_classifier(num_classes)
-        return model
+    if "weights" in overrides:
+        raise SqueezelabError("squeezelab.models.create_model builds architectures only; load weights with "
+                              "squeezelab.create_model(name, weights=...)")
     entry = get_model_entry(name)
     try:
         model = entry.builder(num_classes=num_classes, in_chans=in_chans, **overrides)
-    except TypeError as exc:
-        raise SqueezelabError(f"bad option for model {entry.name!r}: {exc}") from None
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise SqueezelabError(f"bad option for model {entry.name!r}: {exc}") from None
     model.model_name = entry.name  # type: ignore[assignment]
     return model

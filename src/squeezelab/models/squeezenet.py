@@ -19,7 +19,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from ._base import ClassifierModel
+from ._base import ClassifierModel, SpatialOp, conv_op, pool_op
 from .registry import register_model
 
 Bypass = Literal["none", "simple", "complex"]
@@ -191,7 +191,6 @@ class SqueezeNet(ClassifierModel):
             nn.AdaptiveAvgPool2d((1, 1)),
         )
         self._init_weights()
-        self._set_min_input_size()
 
     def _make_conv10(self, num_classes: int) -> nn.Conv2d:
         """conv10: Caffe's gaussian std 0.01 weights, and a bias of :data:`CONV10_BIAS_INIT` (not 0).
@@ -237,6 +236,11 @@ class SqueezeNet(ClassifierModel):
             elif isinstance(fire.bypass, nn.Conv2d):
                 nn.init.zeros_(fire.bypass.weight)
 
+    def spatial_ops(self) -> list[SpatialOp]:
+        """The stem and the three max-pools (Fire modules keep the size)."""
+        return [conv_op(m) if isinstance(m, nn.Conv2d) else pool_op(m) for m in self.features
+                if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
@@ -267,7 +271,9 @@ class SqueezeNet(ClassifierModel):
         return names
 
 
-_TV_CFG = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": 224, "crop_pct": 0.875}
+# Only the design input size: preprocessing belongs to each set of weights (squeezelab.weights.registry)
+# or to a checkpoint's metadata, never to the architecture.
+_TV_CFG = {"input_size": 224}
 _PAPER = "Iandola et al., SqueezeNet, ICLR 2017 (arXiv 1602.07360)"
 
 
@@ -277,6 +283,7 @@ _PAPER = "Iandola et al., SqueezeNet, ICLR 2017 (arXiv 1602.07360)"
     table="Table 1",
     description="SqueezeNet v1.0 (Caffe / torchvision): 7x7 conv1, pools after conv1, fire4, fire8",
     default_cfg=_TV_CFG,
+    small_input=True,
 )
 def squeezenet1_0(**kwargs) -> SqueezeNet:
     """SqueezeNet v1.0, 1,248,424 parameters (Table 1, "#params before pruning")."""
@@ -289,6 +296,7 @@ def squeezenet1_0(**kwargs) -> SqueezeNet:
     table="v1.1 README",
     description="SqueezeNet v1.1: 3x3 conv1 with 64 filters, pools after fire3 and fire5 (2.4x fewer MACs)",
     default_cfg=_TV_CFG,
+    small_input=True,
 )
 def squeezenet1_1(**kwargs) -> SqueezeNet:
     """SqueezeNet v1.1, 1,235,496 parameters; same Fire sizes as v1.0, earlier pooling."""
@@ -301,6 +309,7 @@ def squeezenet1_1(**kwargs) -> SqueezeNet:
     table="Table 3, Figure 2 (middle)",
     description="SqueezeNet v1.0 + identity bypass around fire3, fire5, fire7, fire9",
     default_cfg=_TV_CFG,
+    small_input=True,
 )
 def squeezenet1_0_simple_bypass(**kwargs) -> SqueezeNet:
     """SqueezeNet v1.0 with simple bypass (Table 3: 60.4% top-1); adds no parameters."""
@@ -313,6 +322,7 @@ def squeezenet1_0_simple_bypass(**kwargs) -> SqueezeNet:
     table="Table 3, Figure 2 (right)",
     description="SqueezeNet v1.0 + simple bypass + 1x1-conv bypass around fire2, fire4, fire6, fire8",
     default_cfg=_TV_CFG,
+    small_input=True,
 )
 def squeezenet1_0_complex_bypass(**kwargs) -> SqueezeNet:
     """SqueezeNet v1.0 with complex bypass: 1,589,672 parameters.

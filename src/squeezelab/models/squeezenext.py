@@ -18,12 +18,12 @@ projection first: its output is both the skip and the block input.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ._base import ClassifierModel
+from ._base import ClassifierModel, SpatialOp, conv_op, pool_op
 from .registry import register_model
 
 STAGE_CHANNELS = (32, 64, 128, 256)
@@ -165,7 +165,6 @@ class SqueezeNext(ClassifierModel):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(HEAD_CHANNELS, num_classes, bias=False)
         self._init_weights()
-        self._set_min_input_size()
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -176,6 +175,14 @@ class SqueezeNext(ClassifierModel):
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.01)
+
+    def spatial_ops(self) -> list[SpatialOp]:
+        """The stem, pool1 and the 1x1 stride-2 convs opening stages 2-4 (the other convs keep the size)."""
+        ops = [conv_op(self.features.stem.conv)]
+        if isinstance(self.features.pool1, nn.MaxPool2d):
+            ops.append(pool_op(self.features.pool1))
+        stages = (self.features.stage1, self.features.stage2, self.features.stage3, self.features.stage4)
+        return ops + [conv_op(stage[0].shortcut.conv) for stage in stages]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -204,66 +211,82 @@ class SqueezeNext(ClassifierModel):
 
 
 _PAPER = "Gholami et al., SqueezeNext, CVPRW 2018 (arXiv 1803.10615)"
-# Caffe models: 227 crop; the numbers in this zoo are counted at 224 and 227.
-_CAFFE_CFG = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": 227, "crop_pct": 0.887}
+# Caffe models: 227 crop; the numbers in this zoo are counted at 224 and 227. Preprocessing belongs to
+# each set of weights (squeezelab.weights.registry) or checkpoint, never to the architecture.
+_CAFFE_CFG = {"input_size": 227}
 _V1 = dict(depths=(6, 6, 8, 1))
 _V5 = dict(depths=(2, 4, 14, 1), projection_first=True, stem_kernel=5)
 
 
-def _register(
-    name: str, aliases: tuple[str, ...], description: str, table: str, arch: dict, doc: str
-) -> None:
-    def builder(**kwargs) -> SqueezeNext:
-        return SqueezeNext(**{**arch, **kwargs})
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = doc
-    globals()[name] = register_model(
-        aliases=aliases, paper=_PAPER, table=table, description=description, default_cfg=_CAFFE_CFG
-    )(builder)
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    """``register_model`` keywords shared by every SqueezeNext entry, plus ``kwargs``."""
+    return dict(paper=_PAPER, default_cfg=_CAFFE_CFG, small_input=True, **kwargs)
 
 
-_register(
-    "sqnxt23_w1", ("1.0-SqNxt-23",), "1.0-SqNxt-23: depths [6,6,8,1], 7x7 stem", "Table 1; 1.0-SqNxt-23 prototxt",
-    dict(_V1), "1.0-SqNxt-23 (official prototxt): 717,280 parameters.",
-)
-_register(
-    "sqnxt23g_w1", ("1.0-G-SqNxt-23",), "1.0-G-SqNxt-23: SqNxt-23 with groups=2 on 63 convs (112x < AlexNet)",
-    "Table 1; 1.0-G-SqNxt-23 prototxt", dict(_V1, groups=2),
-    "1.0-G-SqNxt-23: groups=2 on each block's first 1x1 and both separable convs; 543,072 parameters.",
-)
-_register(
-    "sqnxt23v5_w1", ("1.0-SqNxt-23v5",), "1.0-SqNxt-23v5: depths [2,4,14,1], 5x5 stem, projection-first blocks",
-    "Table 3, Figure 9; 1.0-SqNxt-23v5 prototxt", dict(_V5), "1.0-SqNxt-23v5 (official prototxt): 930,016 parameters.",
-)
-_register(
-    "sqnxt23_w1_5", ("1.5-SqNxt-23",), "1.5-SqNxt-23: SqNxt-23 with 1.5x stage widths", "Table 1",
-    dict(_V1, width=1.5), "1.5-SqNxt-23: 1.5x stage widths, stem and final conv kept at 64/128.",
-)
-_register(
-    "sqnxt23v5_w1_5", ("1.5-SqNxt-23v5",), "1.5-SqNxt-23v5: v5 with 1.5x stage widths", "Table 3",
-    dict(_V5, width=1.5), "1.5-SqNxt-23v5: 1.5x stage widths of the v5 layout.",
-)
-_register(
-    "sqnxt23_w2", ("2.0-SqNxt-23",), "2.0-SqNxt-23: SqNxt-23 with 2x stage widths", "Table 1; 2.0-SqNxt-23 prototxt",
-    dict(_V1, width=2.0), "2.0-SqNxt-23 (official prototxt): 2,361,728 parameters.",
-)
-_register(
-    "sqnxt23v5_w2", ("2.0-SqNxt-23v5",), "2.0-SqNxt-23v5: v5 with 2x stage widths (1.3x < MobileNet)",
-    "Table 3; 2.0-SqNxt-23v5 prototxt", dict(_V5, width=2.0),
-    "2.0-SqNxt-23v5 (official prototxt): 3,222,912 parameters.",
-)
-_register(
-    "sqnxt34_w1", ("1.0-SqNxt-34",), "1.0-SqNxt-34: depths [10,10,10,2]", "Table 1 (depths inferred)",
-    dict(depths=(10, 10, 10, 2)),
-    "1.0-SqNxt-34: 32 blocks, depths [10,10,10,2]; 989,472 parameters (inferred, see docs/models.md).",
-)
-_register(
-    "sqnxt44_w1", ("1.0-SqNxt-44",), "1.0-SqNxt-44: depths [12,12,16,2]", "Table 1",
-    dict(depths=(12, 12, 16, 2)), "1.0-SqNxt-44: depths [12,12,16,2] (the 2.0-SqNxt-44 template at width 1).",
-)
-_register(
-    "sqnxt44_w2", ("2.0-SqNxt-44",), "2.0-SqNxt-44: depths [12,12,16,2], 2x widths (4.4M, VGG-19 accuracy)",
-    "Table 1; abstract", dict(depths=(12, 12, 16, 2), width=2.0),
-    "2.0-SqNxt-44: 4,428,096 parameters (abstract: 4.4M, 31x smaller than VGG-19).",
-)
+@register_model(**_cfg(aliases=("1.0-SqNxt-23",), table="Table 1; 1.0-SqNxt-23 prototxt",
+                       description="1.0-SqNxt-23: depths [6,6,8,1], 7x7 stem"))
+def sqnxt23_w1(**kwargs: Any) -> SqueezeNext:
+    """1.0-SqNxt-23 (official prototxt): 717,280 parameters."""
+    return SqueezeNext(**{**_V1, **kwargs})
+
+
+@register_model(**_cfg(aliases=("1.0-G-SqNxt-23",), table="Table 1; 1.0-G-SqNxt-23 prototxt",
+                       description="1.0-G-SqNxt-23: SqNxt-23 with groups=2 on 63 convs (112x < AlexNet)"))
+def sqnxt23g_w1(**kwargs: Any) -> SqueezeNext:
+    """1.0-G-SqNxt-23: groups=2 on each block's first 1x1 and both separable convs; 543,072 parameters."""
+    return SqueezeNext(**{**_V1, "groups": 2, **kwargs})
+
+
+@register_model(**_cfg(aliases=("1.0-SqNxt-23v5",), table="Table 3, Figure 9; 1.0-SqNxt-23v5 prototxt",
+                       description="1.0-SqNxt-23v5: depths [2,4,14,1], 5x5 stem, projection-first blocks"))
+def sqnxt23v5_w1(**kwargs: Any) -> SqueezeNext:
+    """1.0-SqNxt-23v5 (official prototxt): 930,016 parameters."""
+    return SqueezeNext(**{**_V5, **kwargs})
+
+
+@register_model(**_cfg(aliases=("1.5-SqNxt-23",), table="Table 1",
+                       description="1.5-SqNxt-23: SqNxt-23 with 1.5x stage widths"))
+def sqnxt23_w1_5(**kwargs: Any) -> SqueezeNext:
+    """1.5-SqNxt-23: 1.5x stage widths, stem and final conv kept at 64/128."""
+    return SqueezeNext(**{**_V1, "width": 1.5, **kwargs})
+
+
+@register_model(**_cfg(aliases=("1.5-SqNxt-23v5",), table="Table 3",
+                       description="1.5-SqNxt-23v5: v5 with 1.5x stage widths"))
+def sqnxt23v5_w1_5(**kwargs: Any) -> SqueezeNext:
+    """1.5-SqNxt-23v5: 1.5x stage widths of the v5 layout."""
+    return SqueezeNext(**{**_V5, "width": 1.5, **kwargs})
+
+
+@register_model(**_cfg(aliases=("2.0-SqNxt-23",), table="Table 1; 2.0-SqNxt-23 prototxt",
+                       description="2.0-SqNxt-23: SqNxt-23 with 2x stage widths"))
+def sqnxt23_w2(**kwargs: Any) -> SqueezeNext:
+    """2.0-SqNxt-23 (official prototxt): 2,361,728 parameters."""
+    return SqueezeNext(**{**_V1, "width": 2.0, **kwargs})
+
+
+@register_model(**_cfg(aliases=("2.0-SqNxt-23v5",), table="Table 3; 2.0-SqNxt-23v5 prototxt",
+                       description="2.0-SqNxt-23v5: v5 with 2x stage widths (1.3x < MobileNet)"))
+def sqnxt23v5_w2(**kwargs: Any) -> SqueezeNext:
+    """2.0-SqNxt-23v5 (official prototxt): 3,222,912 parameters."""
+    return SqueezeNext(**{**_V5, "width": 2.0, **kwargs})
+
+
+@register_model(**_cfg(aliases=("1.0-SqNxt-34",), table="Table 1 (depths inferred)",
+                       description="1.0-SqNxt-34: depths [10,10,10,2]"))
+def sqnxt34_w1(**kwargs: Any) -> SqueezeNext:
+    """1.0-SqNxt-34: 32 blocks, depths [10,10,10,2]; 989,472 parameters (inferred, see docs/models.md)."""
+    return SqueezeNext(**{"depths": (10, 10, 10, 2), **kwargs})
+
+
+@register_model(**_cfg(aliases=("1.0-SqNxt-44",), table="Table 1", description="1.0-SqNxt-44: depths [12,12,16,2]"))
+def sqnxt44_w1(**kwargs: Any) -> SqueezeNext:
+    """1.0-SqNxt-44: depths [12,12,16,2] (the 2.0-SqNxt-44 template at width 1)."""
+    return SqueezeNext(**{"depths": (12, 12, 16, 2), **kwargs})
+
+
+@register_model(**_cfg(aliases=("2.0-SqNxt-44",), table="Table 1; abstract",
+                       description="2.0-SqNxt-44: depths [12,12,16,2], 2x widths (4.4M, VGG-19 accuracy)"))
+def sqnxt44_w2(**kwargs: Any) -> SqueezeNext:
+    """2.0-SqNxt-44: 4,428,096 parameters (abstract: 4.4M, 31x smaller than VGG-19)."""
+    return SqueezeNext(**{"depths": (12, 12, 16, 2), "width": 2.0, **kwargs})

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._base import ClassifierModel
+from ._base import ClassifierModel, SpatialOp, conv_op, pool_op
 from .registry import register_model
 
 
@@ -67,7 +67,11 @@ class TextbookSqueezeNet(ClassifierModel):
         self.num_features = channels[-1]
         self.conv10 = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(channels[-1], num_classes, 1, 1), nn.ReLU())
         self.pool2 = nn.AdaptiveMaxPool2d(1)  # repaired: MaxPool2d(13)
-        self._set_min_input_size()
+
+    def spatial_ops(self) -> list[SpatialOp]:
+        """conv1, pool1 and the two max-pools between the Fires (floor rounding)."""
+        pools = [pool_op(m) for m in self.block1 if isinstance(m, nn.MaxPool2d)]
+        return [conv_op(self.conv1), pool_op(self.pool1), *pools]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.BN1(self.pool1(self.conv1(x)))
@@ -160,7 +164,11 @@ class TextbookSqueezeNext(ClassifierModel):
         self.num_features = channels[4]
         self.pool = nn.AdaptiveMaxPool2d(1)  # repaired: MaxPool2d(7)
         self.fc = nn.Linear(channels[4], num_classes)
-        self._set_min_input_size()
+
+    def spatial_ops(self) -> list[SpatialOp]:
+        """The stem conv and pool, then each stage's first 1x1 (its 3x3 shortcut gives the same size)."""
+        stages = (self.stage1, self.stage2, self.stage3, self.stage4)
+        return [conv_op(self.conv1[0]), pool_op(self.conv1[1]), *(conv_op(s[0].block[0].conv[0]) for s in stages)]
 
     @staticmethod
     def _make_stage(num_blocks: int, in_channel: int, out_channel: int, stride: int) -> nn.Sequential:
@@ -187,7 +195,7 @@ class TextbookSqueezeNext(ClassifierModel):
 
 
 _CHAPTER = "The source chapter (shared/seed/squeezenet-series.zh.txt), repaired"
-_CFG = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": 224, "crop_pct": 0.875}
+_CFG = {"input_size": 224}  # preprocessing comes from the weights or the checkpoint, not the architecture
 
 
 @register_model(

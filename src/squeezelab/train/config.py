@@ -49,6 +49,9 @@ class TrainConfig:
     val_limit: Optional[int] = None
     grad_clip: Optional[float] = None
     resume: Optional[str] = None
+    overwrite: bool = False
+    stop_after: Optional[int] = None
+    prune_masks: Optional[str] = None
     progress: bool = True
     after_step: Optional[Callable[[nn.Module], None]] = None
 

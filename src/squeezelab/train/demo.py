@@ -20,7 +20,7 @@ def train_stage(ctx: "DemoContext") -> None:
     """Train squeezenet1_1 on digits at 8 px with the default recipe (6 epochs; ctx.quick: 1 epoch on 200 images)."""
     options = dict(train_limit=200, val_limit=100, epochs=1) if ctx.quick else dict(epochs=EPOCHS)
     result = train(TrainConfig("squeezenet1_1", data=DATA, input_size=INPUT_SIZE, threads=1, progress=False,
-                               output=str(ctx.root / "train_run"), **options))
+                               output=str(ctx.root / "train_run"), overwrite=True, **options))
     ctx.artifacts["checkpoint"] = str(result.best_checkpoint)
     ctx.artifacts["data"] = DATA
     rows = [[r["epoch"], f"{r['train_loss']:.3f}", f"{r['val_loss']:.3f}", f"{r['val_top1']:.1f}",

@@ -1,8 +1,13 @@
 """The training loop: single process or DistributedDataParallel under torchrun.
 
-One call, :func:`train`, builds the datasets and the model, trains with the
-recipe of :class:`~squeezelab.train.config.TrainConfig`, evaluates after every
-epoch and writes the run directory (``docs/training.md``)::
+In parts, as in timm: :func:`train` is the driver; it validates everything,
+sets up (or restores) data, model and optimizer, then alternates
+:func:`train_one_epoch` and the shared top-k loop
+:func:`~squeezelab.data.evaluate.evaluate_model`, and hands every write to a
+:class:`~squeezelab.train.state.CheckpointSaver`. What it checks before
+building anything is in :mod:`~squeezelab.train.checks`; what ``--resume``
+takes from the saved run is in :mod:`~squeezelab.train.resume`. The run
+directory (``docs/training.md``)::
 
     RUN/config.json          the configuration
     RUN/state.pt             full training state for --resume (weights_only loadable)
@@ -10,16 +15,17 @@ epoch and writes the run directory (``docs/training.md``)::
     RUN/best.safetensors     model with the best val top-1 so far
     RUN/metrics.json|csv     per-epoch metrics
     RUN/curves.png           loss and accuracy curves
+    RUN/prune_masks.safetensors  the --prune-masks of a pruned retrain, re-applied on resume
 
-Determinism: the sample order depends on (seed, epoch, rank), each sample's
-augmentation is seeded by (seed, epoch, index), and the RNG states are saved
-with the model, so an interrupted run resumed with ``--resume`` reproduces the
-uninterrupted run bit for bit on CPU.
+Nothing is written before the first checkpoint or interruption, so bad input
+leaves no directory behind. Determinism: the sample order depends on (seed,
+epoch, rank), each sample's augmentation is seeded by (seed, epoch, index), and
+the RNG states are saved with the model, so a run interrupted (or stopped with
+``stop_after``) and resumed reproduces the uninterrupted run bit for bit on CPU.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -27,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 
 import torch
 import torch.distributed as dist
@@ -35,14 +41,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..compress.prune import apply_masks, load_masks
 from ..data.datasets import SKIPPED_LABEL, SMALL_INPUT_MAX, DatasetBundle, EpochSampler, build_datasets
+from ..data.evaluate import EvalResult, evaluate_model
 from ..errors import SqueezelabError
-from ..io import atomic_write_text
 from ..models import create_model, get_model_entry
-from ..weights.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
+from ..weights.checkpoint import CheckpointMeta, read_checkpoint
+from .checks import check_input_size, check_run_dir, validate_config
 from .config import TrainConfig
-from .logs import Progress, plot_curves, write_metrics
-from .state import STATE_FILE, capture_rng, load_state, restore_rng, save_state
+from .logs import Progress
+from .recipe import recompute_bn_statistics, warmup_steps
+from .resume import explicit_fields, resume_config
+from .state import MASKS_FILE, STATE_FILE, CheckpointSaver, capture_rng, load_state, restore_rng
+
+__all__ = ["EvalResult", "LoopState", "TrainResult", "TrainingRun", "default_lr", "evaluate_model", "lr_factor",
+           "train", "train_one_epoch"]
 
 #: (base LR, batch) of the papers' solvers (shared/reference/models.md): SqueezeNet's Caffe solver
 #: (no BN) and SqueezeNext's (BN).
@@ -68,17 +81,6 @@ def default_lr(batchnorm: bool, batch: int) -> float:
 
 
 @dataclass
-class EvalResult:
-    """Loss and accuracy (percent) over a dataset."""
-
-    loss: float
-    top1: float
-    top5: float
-    count: int
-    skipped: int = 0
-
-
-@dataclass
 class TrainResult:
     """What :func:`train` returns."""
 
@@ -89,6 +91,8 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    #: stopped by ``stop_after`` before the planned epochs; ``resume`` continues the same schedule.
+    stopped: bool = False
 
     @property
     def final(self) -> dict[str, Any]:
@@ -141,15 +145,11 @@ def _create(name: str, num_classes: int, in_chans: int, kwargs: dict[str, Any]) 
     return create_model(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-def _model_kwargs(cfg: TrainConfig, input_size: int, num_classes: int, in_chans: int) -> dict[str, Any]:
+def _model_kwargs(cfg: TrainConfig, input_size: int) -> dict[str, Any]:
     """User overrides, plus ``small_input=True`` for inputs of 64 px or less on models that have the option."""
     kwargs = dict(cfg.model_kwargs)
-    if "small_input" not in kwargs and input_size <= SMALL_INPUT_MAX:
-        try:
-            _create(cfg.model, num_classes, in_chans, {**kwargs, "small_input": True})
-            kwargs["small_input"] = True
-        except SqueezelabError:
-            pass
+    if "small_input" not in kwargs and input_size <= SMALL_INPUT_MAX and get_model_entry(cfg.model).small_input:
+        kwargs["small_input"] = True
     return kwargs
 
 
@@ -171,7 +171,7 @@ def _build_model(cfg: TrainConfig, bundle: DatasetBundle, pretrained) -> tuple[n
         raise SqueezelabError(f"--num-classes {cfg.num_classes} does not match the {bundle.num_classes} classes of "
                               f"{bundle.source}; drop --num-classes or fix the data")
     if pretrained is None:
-        kwargs = _model_kwargs(cfg, bundle.input_size, bundle.num_classes, bundle.in_chans)
+        kwargs = _model_kwargs(cfg, bundle.input_size)
         return _create(cfg.model, bundle.num_classes, bundle.in_chans, kwargs), kwargs, "random initialisation"
     state, meta = pretrained
     kwargs = {**meta.model_kwargs, **cfg.model_kwargs}
@@ -218,45 +218,6 @@ def _loader(dataset: Dataset, batch_size: int, sampler, workers: int, device: to
                       pin_memory=device.type == "cuda", drop_last=False, generator=torch.Generator().manual_seed(seed))
 
 
-def evaluate_model(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, device: str | torch.device = "cpu",
-                   workers: int = 0, channels_last: bool = False, rank: int = 0, world_size: int = 1) -> EvalResult:
-    """Mean cross-entropy, top-1 and top-5 (percent) of ``model`` on ``dataset``.
-
-    With ``world_size > 1`` each rank evaluates every ``world_size``-th sample
-    and the sums are all-reduced, so every rank returns the full-set numbers.
-    Samples whose image failed to decode are counted in ``skipped``.
-    """
-    device = torch.device(device)
-    indices = list(range(rank, len(dataset), world_size))
-    loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size, num_workers=workers)
-    sums = torch.zeros(5, dtype=torch.float64)  # loss, top1, top5, count, skipped
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            keep = labels != SKIPPED_LABEL
-            sums[4] += float((~keep).sum())
-            if not keep.any():
-                continue
-            logits = model(images[keep]).float()
-            labels = labels[keep]
-            k = min(5, logits.shape[1])
-            topk = logits.topk(k, dim=1).indices
-            sums[0] += float(F.cross_entropy(logits, labels, reduction="sum"))
-            sums[1] += float((topk[:, 0] == labels).sum())
-            sums[2] += float((topk == labels[:, None]).any(dim=1).sum())
-            sums[3] += len(labels)
-    model.train(was_training)
-    if world_size > 1:
-        dist.all_reduce(sums)
-    n = max(sums[3].item(), 1.0)
-    return EvalResult(sums[0].item() / n, 100.0 * sums[1].item() / n, 100.0 * sums[2].item() / n,
-                      int(sums[3].item()), int(sums[4].item()))
-
-
 class _StopFlag:
     """SIGINT/SIGTERM set a flag; the loop checkpoints after the current step and returns."""
 
@@ -300,67 +261,103 @@ def _set_train_mode(model: nn.Module, frozen: bool) -> None:
 
 
 def _resolve_run_dir(cfg: TrainConfig) -> Path:
-    if cfg.resume:
-        resume = Path(cfg.resume)
-        return resume.parent if resume.is_file() else resume
-    return Path(cfg.output or f"runs/{get_model_entry(cfg.model).name}")
+    if not cfg.resume:
+        return Path(cfg.output or f"runs/{get_model_entry(cfg.model).name}")
+    resume = Path(cfg.resume)
+    run_dir = resume.parent if resume.is_file() else resume
+    if cfg.output and Path(cfg.output).resolve() != run_dir.resolve():
+        raise SqueezelabError(f"--output {cfg.output} differs from the resumed run {run_dir}; a resumed run "
+                              f"writes into its own directory, so drop --output")
+    return run_dir
 
 
-def _restore_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
-    """The saved run's configuration, keeping this call's epochs, device, workers, progress and callback."""
-    keep = {"epochs", "device", "workers", "threads", "progress", "after_step", "resume", "output"}
-    values = {k: v for k, v in saved.items() if k in TrainConfig.field_names() and k not in keep}
-    return replace(cfg, **values)
+def _load_masks(cfg: TrainConfig, run_dir: Path, resumed: bool, model: nn.Module) -> Optional[dict[str, torch.Tensor]]:
+    """The pruning masks of the run: ``--prune-masks FILE`` for a new run, the run's own copy on resume."""
+    if not cfg.prune_masks:
+        return None
+    path = run_dir / MASKS_FILE if resumed else Path(cfg.prune_masks)
+    if not path.is_file():
+        hint = f"the run was pruned with {cfg.prune_masks}, but its copy is gone" if resumed else "no such file"
+        raise SqueezelabError(f"pruning masks {path}: {hint}")
+    masks = load_masks(path)
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        if name not in params or params[name].shape != mask.shape:
+            found = f"shape {tuple(params[name].shape)}" if name in params else "no such tensor"
+            raise SqueezelabError(f"pruning mask {name} {tuple(mask.shape)} of {path} does not fit {cfg.model} "
+                                  f"({found}); were the masks made for another model?")
+    return masks
 
 
-def train(config: Optional[TrainConfig] = None, **kwargs: Any) -> TrainResult:
-    """Train (or fine-tune, or resume) a model; ``train(TrainConfig(...))`` or ``train(model=..., data=...)``.
+@dataclass
+class TrainingRun:
+    """What the epoch loop needs, built once by :func:`_setup` before anything is written."""
 
-    Returns a :class:`TrainResult`. Raises :class:`SqueezelabError` for bad
-    input and when the loss becomes NaN/inf (the last good checkpoint is kept).
-    On SIGINT/SIGTERM the state is saved after the current step and the result
-    has ``interrupted=True``; ``--resume RUN_DIR`` continues exactly.
-    """
-    if config is None:
-        unknown = set(kwargs) - TrainConfig.field_names()
-        if unknown:
-            raise SqueezelabError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        config = TrainConfig(**kwargs)
-    elif kwargs:
-        config = replace(config, **kwargs)
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
-        return _train(config)
-    finally:
-        torch.set_num_threads(threads)
+    cfg: TrainConfig
+    ddp: _Dist
+    device: torch.device
+    bundle: DatasetBundle
+    model: nn.Module
+    net: nn.Module
+    model_kwargs: dict[str, Any]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    amp_dtype: torch.dtype
+    base_lr: float
+    steps_per_epoch: int
+    workers: int
+    masks: Optional[dict[str, torch.Tensor]]
+    init_note: str
 
 
-def _train(cfg: TrainConfig) -> TrainResult:
-    run_dir = _resolve_run_dir(cfg)
-    resume_state = None
-    if cfg.resume:
-        resume_state = load_state(cfg.resume)
-        cfg = _restore_config(cfg, resume_state["config"])
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise SqueezelabError(f"--epochs and --batch-size must be >= 1, got {cfg.epochs} and {cfg.batch_size}")
-    if not 0.0 <= cfg.label_smoothing < 1.0:
-        raise SqueezelabError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if cfg.amp not in ("auto", "on", "off"):
-        raise SqueezelabError(f"--amp must be auto, on or off, got {cfg.amp!r}")
-    lr_factor(0, 1, 0, cfg.schedule)
+def _zero_running() -> dict[str, float]:
+    return {"loss": 0.0, "correct": 0.0, "count": 0.0, "skipped": 0.0, "seconds": 0.0}
 
-    device_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
-        else "cpu"
-    ddp = _setup_distributed(device_kind)
-    device = _device(cfg, ddp)
+
+@dataclass
+class LoopState:
+    """The counters and sums that the loop advances and ``state.pt`` records."""
+
+    epoch: int = 0
+    step: int = 0
+    epoch_step: int = 0
+    running: dict[str, float] = field(default_factory=_zero_running)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_top1: float = -1.0
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "LoopState":
+        return cls(int(state["epoch"]), int(state["step"]), int(state["epoch_step"]),
+                   {k: float(v) for k, v in state["running"].items()}, [dict(row) for row in state["history"]],
+                   float(state["best_top1"]))
+
+
+def _state_dict(run: TrainingRun, loop: LoopState) -> dict[str, Any]:
+    """Everything ``--resume`` needs, at the loop's current position."""
+    return {
+        "format": "squeezelab-train-state/1", "config": run.cfg.to_dict(), "model_kwargs": run.model_kwargs,
+        "num_classes": run.bundle.num_classes, "in_chans": run.bundle.in_chans, "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(), "rng": capture_rng(), "epoch": loop.epoch, "step": loop.step,
+        "epoch_step": loop.epoch_step, "running": dict(loop.running), "history": loop.history,
+        "best_top1": loop.best_top1,
+    }
+
+
+def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Optional[dict[str, Any]],
+           run_dir: Path) -> TrainingRun:
+    """Data, model, optimizer and schedule; on resume the saved weights and optimizer state, not yet the RNG."""
     torch.manual_seed(cfg.seed)
-    pretrained = _load_pretrained(cfg)
-    in_chans = cfg.in_chans or (pretrained[1].in_chans if pretrained else None)
+    if resume_state is not None and "in_chans" in resume_state:  # the run's weights replace --pretrained's
+        pretrained, in_chans = None, int(resume_state["in_chans"])
+    else:
+        pretrained = _load_pretrained(cfg)
+        in_chans = cfg.in_chans or (pretrained[1].in_chans if pretrained else None)
     bundle = build_datasets(cfg.data, cfg.input_size, in_chans=in_chans, augment=cfg.augment,
                             val_fraction=cfg.val_fraction, train_limit=cfg.train_limit, val_limit=cfg.val_limit,
-                            seed=cfg.seed)
+                            seed=cfg.seed, pretrained=pretrained[1].preprocess if pretrained else None)
     if resume_state is not None:
         if int(resume_state["num_classes"]) != bundle.num_classes:
             raise SqueezelabError(f"cannot resume: the run had {resume_state['num_classes']} classes, "
@@ -372,6 +369,12 @@ def _train(cfg: TrainConfig) -> TrainResult:
         model = _create(cfg.model, bundle.num_classes, bundle.in_chans, model_kwargs)
         model.load_state_dict(resume_state["model"])
         init_note = f"resumed from {run_dir / STATE_FILE}"
+    check_input_size(model, bundle.in_chans, bundle.input_size, cfg.batch_size, device,
+                     ddp.world_size if device.type == "cpu" else 1)
+    masks = _load_masks(cfg, run_dir, resume_state is not None, model)
+    if masks is not None:
+        apply_masks(model, masks)
+        init_note += f", {len(masks)} pruning masks kept"
     if cfg.freeze_features:
         _freeze_features(model)
 
@@ -381,153 +384,226 @@ def _train(cfg: TrainConfig) -> TrainResult:
     use_amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     amp_dtype = torch.bfloat16 if (device.type != "cuda" or torch.cuda.is_bf16_supported()) else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-
     base_lr = cfg.lr if cfg.lr is not None else default_lr(_has_batchnorm(model), cfg.batch_size * ddp.world_size)
     optimizer = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=base_lr, momentum=cfg.momentum)
     steps_per_epoch = math.ceil(math.ceil(len(bundle.train) / ddp.world_size) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    warmup = warmup_steps(cfg.warmup_epochs, steps_per_epoch, total_steps, _has_batchnorm(model))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, cfg.schedule))
-    net: nn.Module = model
-    if ddp.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    meta = CheckpointMeta(
-        architecture=get_model_entry(cfg.model).name, num_classes=bundle.num_classes, in_chans=bundle.in_chans,
-        model_kwargs=model_kwargs, preprocess=bundle.preprocess, categories=bundle.classes,
-        source=f"squeezelab train --data {cfg.data}",
-        extra={"train_seed": str(cfg.seed), "input_size": str(bundle.input_size)})
-    start_epoch, global_step, epoch_step = 0, 0, 0
-    history: list[dict[str, Any]] = []
-    best_top1 = -1.0
-    running = {"loss": 0.0, "correct": 0.0, "count": 0.0, "skipped": 0.0, "seconds": 0.0}
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.schedule))
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         scaler.load_state_dict(resume_state["scaler"])
-        start_epoch, global_step = int(resume_state["epoch"]), int(resume_state["step"])
-        epoch_step = int(resume_state["epoch_step"])
-        running = {k: float(v) for k, v in resume_state["running"].items()}
-        history = [dict(row) for row in resume_state["history"]]
-        best_top1 = float(resume_state["best_top1"])
-        restore_rng(resume_state["rng"])
-    if ddp.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+    net: nn.Module = model
+    if ddp.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     workers = cfg.workers if cfg.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
-    _log(ddp, f"training {meta.architecture} ({init_note}) on {bundle.source}: {len(bundle.train)} train / "
-              f"{len(bundle.val)} val images, {bundle.num_classes} classes, {bundle.input_size} px, "
-              f"{model_kwargs or 'no overrides'}; {cfg.epochs} epochs x {steps_per_epoch} steps, batch "
-              f"{cfg.batch_size} x {ddp.world_size} process(es), lr {base_lr:g} {cfg.schedule}, "
-              f"device {device}{', amp ' + str(amp_dtype).split('.')[-1] if use_amp else ''}")
+    return TrainingRun(cfg, ddp, device, bundle, model, net, model_kwargs, optimizer, scheduler, scaler, use_amp,
+                       amp_dtype, base_lr, steps_per_epoch, workers, masks, init_note)
 
-    def state_dict_now(epoch: int, done_in_epoch: int) -> dict[str, Any]:
-        return {
-            "format": "squeezelab-train-state/1", "config": cfg.to_dict(), "model_kwargs": model_kwargs,
-            "num_classes": bundle.num_classes, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": capture_rng(),
-            "epoch": epoch, "step": global_step, "epoch_step": done_in_epoch, "running": dict(running),
-            "history": history, "best_top1": best_top1,
-        }
 
+def _reschedule(run: TrainingRun) -> tuple[float, float]:
+    """Move the optimizer's LR onto the (new) schedule at the current step; returns (old, new) LR."""
+    old = run.optimizer.param_groups[0]["lr"]
+    for group, base in zip(run.optimizer.param_groups, run.scheduler.base_lrs):
+        group["lr"] = base * run.scheduler.lr_lambdas[0](run.scheduler.last_epoch)
+    run.scheduler._last_lr = [group["lr"] for group in run.optimizer.param_groups]
+    return old, run.optimizer.param_groups[0]["lr"]
+
+
+def train_one_epoch(run: TrainingRun, loop: LoopState, stop: _StopFlag, saver: CheckpointSaver) -> bool:
+    """Train epoch ``loop.epoch`` from step ``loop.epoch_step``; True when a signal stopped it (state saved)."""
+    cfg, ddp, device, epoch = run.cfg, run.ddp, run.device, loop.epoch
+    sampler = EpochSampler(run.bundle.train, seed=cfg.seed, epoch=epoch, rank=ddp.rank, world_size=ddp.world_size,
+                           start=loop.epoch_step * cfg.batch_size)
+    loader = _loader(run.bundle.train, cfg.batch_size, sampler, run.workers, device, cfg.seed * 1000 + epoch)
+    _set_train_mode(run.model, cfg.freeze_features)
+    progress = Progress(cfg.progress and ddp.is_main, run.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
+    running = loop.running
+    tic = time.perf_counter()
+    seen = 0
     interrupted = False
+    for images, labels in loader:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        keep = labels != SKIPPED_LABEL
+        n_valid = int(keep.sum())
+        running["skipped"] += len(labels) - n_valid
+        with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.use_amp):
+            logits = run.net(images)
+            loss = F.cross_entropy(logits.float(), labels, ignore_index=SKIPPED_LABEL,
+                                   label_smoothing=cfg.label_smoothing)
+        if n_valid == 0:
+            loss = logits.sum() * 0.0
+        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0, 1.0 if stop.stop else 0.0])
+        if ddp.enabled:
+            dist.all_reduce(bad)
+        if bad[0] > 0:
+            progress.close()
+            kept_note = f"the last good checkpoint {saver.last} was kept" if saver.has_checkpoint else \
+                "no epoch had finished, so no checkpoint was written"
+            raise SqueezelabError(
+                f"loss became {loss.item()} at epoch {epoch + 1} step {loop.epoch_step + 1}: training diverged; "
+                f"{kept_note}; lower --lr (was {run.base_lr:g}) or raise --warmup-epochs")
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        if run.masks is not None:
+            apply_masks(run.model, run.masks)
+        loop.step += 1
+        loop.epoch_step += 1
+        seen += len(labels)
+        if n_valid:
+            running["loss"] += loss.item() * n_valid
+            running["correct"] += float((logits.argmax(1) == labels)[keep].sum())
+            running["count"] += n_valid
+        if cfg.after_step is not None:
+            cfg.after_step(run.model)
+        progress.update(loop.epoch_step, running["loss"] / max(running["count"], 1), seen)
+        if stop.stop or bad[1] > 0:
+            interrupted = True
+            break
+    progress.close()
+    running["seconds"] += time.perf_counter() - tic
+    if interrupted:
+        saver.save_state(_state_dict(run, loop))
+    return interrupted
+
+
+def _finish_epoch(run: TrainingRun, loop: LoopState, saver: CheckpointSaver) -> dict[str, Any]:
+    """Evaluate, append the epoch's metrics row, reset the running sums and write the run directory."""
+    cfg, ddp = run.cfg, run.ddp
+    running = loop.running
+    sums = torch.tensor([running["loss"], running["correct"], running["count"], running["skipped"]],
+                        dtype=torch.float64)
+    if ddp.enabled:
+        dist.all_reduce(sums)
+    recompute_bn_statistics(run.model, run.bundle.train, batch_size=cfg.batch_size, seed=cfg.seed * 1000 + loop.epoch,
+                            device=run.device, channels_last=cfg.channels_last)
+    val = evaluate_model(run.model, run.bundle.val, batch_size=max(cfg.batch_size, 256), device=run.device,
+                         workers=run.workers, channels_last=cfg.channels_last, rank=ddp.rank,
+                         world_size=ddp.world_size)
+    count = max(sums[2].item(), 1.0)
+    row = {
+        "epoch": loop.epoch + 1, "train_loss": sums[0].item() / count, "train_top1": 100.0 * sums[1].item() / count,
+        "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "images_per_s": (sums[2].item() + sums[3].item()) / max(running["seconds"], 1e-9),
+        "seconds": running["seconds"], "skipped_images": int(sums[3].item()) + val.skipped,
+    }
+    loop.history.append(row)
+    improved = val.top1 > loop.best_top1
+    loop.best_top1 = max(loop.best_top1, val.top1)
+    loop.epoch += 1
+    loop.epoch_step = 0
+    loop.running = _zero_running()
+    summary = {"model": saver.meta.architecture, "data": run.bundle.source, "best_val_top1": loop.best_top1,
+               "epochs": len(loop.history), "world_size": ddp.world_size}
+    saver.save_epoch(run.model, improved, _state_dict(run, loop), loop.history, summary,
+                     f"{saver.meta.architecture} on {run.bundle.source}")
+    return row
+
+
+def train(config: Optional[TrainConfig] = None, *, explicit: Optional[Collection[str]] = None,
+          **kwargs: Any) -> TrainResult:
+    """Train (or fine-tune, or resume) a model; ``train(TrainConfig(...))`` or ``train(model=..., data=...)``.
+
+    Returns a :class:`TrainResult`. Raises :class:`SqueezelabError` for bad
+    input and when the loss becomes NaN/inf (the last good checkpoint is kept).
+    On SIGINT/SIGTERM the state is saved after the current step and the result
+    has ``interrupted=True``; ``resume=RUN_DIR`` continues exactly, taking every
+    setting from the run. ``explicit`` names the fields the caller set on purpose
+    (the CLI's given flags; default: those that differ from TrainConfig's
+    defaults): on resume, only those are checked against the saved run.
+    """
+    if config is None:
+        unknown = set(kwargs) - TrainConfig.field_names()
+        if unknown:
+            raise SqueezelabError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        config = TrainConfig(**kwargs)
+    elif kwargs:
+        config = replace(config, **kwargs)
+    threads = torch.get_num_threads()
+    try:
+        return _drive(config, explicit_fields(config) if explicit is None else set(explicit))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _drive(cfg: TrainConfig, explicit: set[str]) -> TrainResult:
+    """The driver: validate, set up (or restore), run the epochs, save; nothing is written before the first save."""
+    resume_state = load_state(cfg.resume) if cfg.resume else None
+    run_dir = _resolve_run_dir(cfg)
+    planned = cfg.epochs
+    if resume_state is not None:
+        cfg, planned = resume_config(cfg, resume_state["config"], explicit)
+    validate_config(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
+        else "cpu"
+    ddp = _setup_distributed(device_kind)
+    device = _device(cfg, ddp)
+    loop = LoopState.from_state(resume_state) if resume_state is not None else LoopState()
+    done = loop.epoch if loop.epoch_step == 0 else -1
+    if done >= cfg.epochs or (cfg.stop_after is not None and done >= cfg.stop_after):
+        why = f"finished ({done}/{cfg.epochs} epochs)" if done >= cfg.epochs else \
+            f"at epoch {done}/{cfg.epochs}, not before --stop-after {cfg.stop_after}"
+        extend = "; pass a larger --epochs to extend it" if done >= cfg.epochs else ""
+        _log(ddp, f"run {run_dir} is {why}: nothing to do, nothing written{extend}")
+        return TrainResult(run_dir, run_dir / "best.safetensors", run_dir / "last.safetensors", loop.best_top1,
+                           loop.history, stopped=done < cfg.epochs)
+    check_run_dir(cfg, run_dir)
+
+    run = _setup(cfg, ddp, device, resume_state, run_dir)
+    meta = CheckpointMeta(
+        architecture=get_model_entry(cfg.model).name, num_classes=run.bundle.num_classes,
+        in_chans=run.bundle.in_chans, model_kwargs=run.model_kwargs, preprocess=run.bundle.preprocess,
+        categories=run.bundle.classes, source=f"squeezelab train --data {cfg.data}",
+        extra={"train_seed": str(cfg.seed), "input_size": str(run.bundle.input_size)})
+    saver = CheckpointSaver(run_dir, meta, cfg.to_dict(), enabled=ddp.is_main, overwrite=cfg.overwrite,
+                            masks=run.masks if resume_state is None else None,
+                            has_checkpoint=resume_state is not None and (run_dir / "last.safetensors").is_file())
+    bundle = run.bundle
+    _log(ddp, f"training {meta.architecture} ({run.init_note}) on {bundle.source}: {len(bundle.train)} train / "
+              f"{len(bundle.val)} val images, {bundle.num_classes} classes, {bundle.input_size} px, "
+              f"{run.model_kwargs or 'no overrides'}; {cfg.epochs} epochs x {run.steps_per_epoch} steps, batch "
+              f"{cfg.batch_size} x {ddp.world_size} process(es), lr {run.base_lr:g} {cfg.schedule}, "
+              f"device {device}{', amp ' + str(run.amp_dtype).split('.')[-1] if run.use_amp else ''}")
+    if resume_state is not None:
+        restore_rng(resume_state["rng"])
+        if cfg.epochs != planned:
+            old, new = _reschedule(run)
+            _log(ddp, f"--epochs {cfg.epochs} extends the run planned for {planned} epochs: a new {cfg.schedule} "
+                      f"schedule from epoch {loop.epoch + 1} step {loop.epoch_step + 1} (lr {old:.4g} -> {new:.4g}); "
+                      f"the result differs from a {planned}-epoch run")
+
+    interrupted = stopped = False
     train_start = time.perf_counter()
     with _StopFlag() as stop:
-        for epoch in range(start_epoch, cfg.epochs):
-            sampler = EpochSampler(bundle.train, seed=cfg.seed, epoch=epoch, rank=ddp.rank,
-                                   world_size=ddp.world_size, start=epoch_step * cfg.batch_size)
-            loader = _loader(bundle.train, cfg.batch_size, sampler, workers, device, cfg.seed * 1000 + epoch)
-            _set_train_mode(model, cfg.freeze_features)
-            progress = Progress(cfg.progress and ddp.is_main, steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
-            tic = time.perf_counter()
-            seen = 0
-            for images, labels in loader:
-                images = images.to(device, non_blocking=True)
-                labels = labels.to(device, non_blocking=True)
-                if cfg.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                keep = labels != SKIPPED_LABEL
-                n_valid = int(keep.sum())
-                running["skipped"] += len(labels) - n_valid
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    logits = net(images)
-                    loss = F.cross_entropy(logits.float(), labels, ignore_index=SKIPPED_LABEL,
-                                           label_smoothing=cfg.label_smoothing)
-                if n_valid == 0:
-                    loss = logits.sum() * 0.0
-                bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0, 1.0 if stop.stop else 0.0])
-                if ddp.enabled:
-                    dist.all_reduce(bad)
-                if bad[0] > 0:
-                    progress.close()
-                    kept = run_dir / "last.safetensors"
-                    kept_note = f"the last good checkpoint {kept} was kept" if kept.exists() else \
-                        "no epoch had finished, so no checkpoint was written"
-                    raise SqueezelabError(
-                        f"loss became {loss.item()} at epoch {epoch + 1} step {epoch_step + 1}: training diverged; "
-                        f"{kept_note}; lower --lr (was {base_lr:g}) or raise --warmup-epochs")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                global_step += 1
-                epoch_step += 1
-                seen += len(labels)
-                if n_valid:
-                    running["loss"] += loss.item() * n_valid
-                    running["correct"] += float((logits.argmax(1) == labels)[keep].sum())
-                    running["count"] += n_valid
-                if cfg.after_step is not None:
-                    cfg.after_step(model)
-                progress.update(epoch_step, running["loss"] / max(running["count"], 1), seen)
-                if stop.stop or bad[1] > 0:
-                    interrupted = True
-                    break
-            progress.close()
-            running["seconds"] += time.perf_counter() - tic
-            if interrupted:
-                if ddp.is_main:
-                    save_state(run_dir / STATE_FILE, state_dict_now(epoch, epoch_step))
-                _log(ddp, f"interrupted at epoch {epoch + 1} step {epoch_step}; state saved, continue with "
-                          f"--resume {run_dir}")
+        while loop.epoch < cfg.epochs:
+            if train_one_epoch(run, loop, stop, saver):
+                interrupted = True
+                _log(ddp, f"interrupted at epoch {loop.epoch + 1} step {loop.epoch_step}; state saved, continue "
+                          f"with --resume {run_dir}")
                 break
-            sums = torch.tensor([running["loss"], running["correct"], running["count"], running["skipped"]],
-                                dtype=torch.float64)
-            if ddp.enabled:
-                dist.all_reduce(sums)
-            val = evaluate_model(model, bundle.val, batch_size=max(cfg.batch_size, 256), device=device,
-                                 workers=workers, channels_last=cfg.channels_last, rank=ddp.rank,
-                                 world_size=ddp.world_size)
-            count = max(sums[2].item(), 1.0)
-            row = {
-                "epoch": epoch + 1, "train_loss": sums[0].item() / count, "train_top1": 100.0 * sums[1].item() / count,
-                "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
-                "lr": optimizer.param_groups[0]["lr"],
-                "images_per_s": (sums[2].item() + sums[3].item()) / max(running["seconds"], 1e-9),
-                "seconds": running["seconds"], "skipped_images": int(sums[3].item()) + val.skipped,
-            }
-            history.append(row)
-            improved = val.top1 > best_top1
-            best_top1 = max(best_top1, val.top1)
-            epoch_step = 0
-            running = {"loss": 0.0, "correct": 0.0, "count": 0.0, "skipped": 0.0, "seconds": 0.0}
-            if ddp.is_main:
-                save_checkpoint(run_dir / "last.safetensors", model.state_dict(), meta)
-                if improved:
-                    save_checkpoint(run_dir / "best.safetensors", model.state_dict(), meta)
-                save_state(run_dir / STATE_FILE, state_dict_now(epoch + 1, 0))
-                summary = {"model": meta.architecture, "data": bundle.source, "best_val_top1": best_top1,
-                           "epochs": len(history), "world_size": ddp.world_size}
-                write_metrics(run_dir, history, summary)
-                plot_curves(run_dir, history, f"{meta.architecture} on {bundle.source}")
+            row = _finish_epoch(run, loop, saver)
             skipped = f", {row['skipped_images']} unreadable images skipped" if row["skipped_images"] else ""
-            _log(ddp, f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss "
+            _log(ddp, f"epoch {row['epoch']}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss "
                       f"{row['val_loss']:.4f}  top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  "
                       f"lr {row['lr']:.4g}  {row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s{skipped}")
-    return TrainResult(run_dir, run_dir / "best.safetensors", run_dir / "last.safetensors", best_top1, history,
-                       interrupted, time.perf_counter() - train_start)
+            if cfg.stop_after is not None and cfg.stop_after <= loop.epoch < cfg.epochs:
+                stopped = True
+                _log(ddp, f"stopped after epoch {loop.epoch} of {cfg.epochs} (--stop-after {cfg.stop_after}); "
+                          f"state saved, continue the same schedule with --resume {run_dir}")
+                break
+    return TrainResult(run_dir, saver.best, saver.last, loop.best_top1, loop.history, interrupted,
+                       time.perf_counter() - train_start, stopped)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..io import atomic_path, atomic_write_text
+from ..plotting import new_figure
 
 #: Columns of metrics.csv, in order.
 METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "images_per_s",
@@ -30,13 +31,9 @@ def write_metrics(run_dir: Path, history: Sequence[dict[str, Any]], summary: dic
 
 def plot_curves(run_dir: Path, history: Sequence[dict[str, Any]], title: str) -> Path:
     """Loss (train, val) and accuracy (train, val top-1, val top-5) against epoch, as curves.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
     ax_loss.plot(epochs, [row["val_loss"] for row in history], "o-", label="val")
     ax_loss.set_xlabel("epoch")
@@ -55,7 +52,6 @@ def plot_curves(run_dir: Path, history: Sequence[dict[str, Any]], title: str) ->
     path = run_dir / "curves.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 

@@ -8,15 +8,18 @@ lists the formats and the cache.
 from .checkpoint import CheckpointMeta, load_checkpoint_model, read_checkpoint, save_checkpoint
 from .formats import DecodeStats, read_deep_compression, read_ncnn, read_openvino
 from .imagenet import imagenet_categories, imagenet_wnids
-from .loader import convert_weights, detect_format, load_model, load_weights
+from .loader import WEIGHTS_LOADERS, convert_weights, create_model, detect_format, load_model, load_weights, \
+    register_weights_loader
 from .registry import WEIGHTS, WeightsEntry, fetch_weights, get_weights_entry, list_weights
 
 __all__ = [
     "WEIGHTS",
+    "WEIGHTS_LOADERS",
     "CheckpointMeta",
     "DecodeStats",
     "WeightsEntry",
     "convert_weights",
+    "create_model",
     "detect_format",
     "fetch_weights",
     "get_weights_entry",
@@ -30,5 +33,6 @@ __all__ = [
     "read_deep_compression",
     "read_ncnn",
     "read_openvino",
+    "register_weights_loader",
     "save_checkpoint",
 ]

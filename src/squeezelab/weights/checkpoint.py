@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -78,11 +78,15 @@ class CheckpointMeta:
                             **self.model_kwargs)
 
 
-def save_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], meta: CheckpointMeta) -> None:
-    """Write ``state_dict`` and ``meta`` to ``path`` atomically as safetensors."""
+def save_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], meta: CheckpointMeta,
+                    inputs: Iterable[PathLike] = ()) -> None:
+    """Write ``state_dict`` and ``meta`` to ``path`` atomically as safetensors (never over one of ``inputs``)."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta.to_strings())
+    with atomic_path(path, inputs) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=meta.to_strings())
+        except SafetensorError as exc:  # safetensors reports write errors (disk full, EFBIG) as its own type
+            raise SqueezelabError(f"cannot write {path}: {exc}; nothing was written there") from None
 
 
 def read_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
@@ -95,7 +99,10 @@ def read_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], Checkpoint
         raise SqueezelabError(f"{path} is not a readable safetensors checkpoint ({exc})") from None
     if not raw_meta or raw_meta.get("format") != FORMAT:
         raise SqueezelabError(f"{path} is a safetensors file but not a squeezelab checkpoint (no '{FORMAT}' metadata)")
-    return state, CheckpointMeta.from_strings(raw_meta)
+    try:
+        return state, CheckpointMeta.from_strings(raw_meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SqueezelabError(f"{path} has unreadable squeezelab metadata ({type(exc).__name__}: {exc})") from None
 
 
 def load_checkpoint_model(path: PathLike) -> tuple[nn.Module, CheckpointMeta]:

@@ -59,6 +59,15 @@ def conv_layout(architecture: str, **model_kwargs: Any) -> list[tuple[str, tuple
     ]
 
 
+def check_finite(state: dict[str, torch.Tensor], where: PathLike) -> None:
+    """A one-line error naming the first floating-point tensor that holds a NaN or an infinity."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise SqueezelabError(f"weights {where}: tensor {name} holds {bad:,} NaN or infinite value(s); the file "
+                                  f"is corrupt or the run diverged, use other weights")
+
+
 def _read_bytes(path: PathLike, what: str) -> bytes:
     try:
         return Path(path).read_bytes()

@@ -5,24 +5,36 @@ sha256-checked by :mod:`.registry`) or a path. Paths are recognised by their
 content, not their extension: a native safetensors checkpoint, a compressed
 ``.sqz`` file, an ONNX model, a Deep Compression ``.net``, an OpenVINO ``.xml``
 or ``.bin`` or an ncnn ``.param`` or ``.bin`` (each with its partner beside it).
+
+Derived formats that a stage writes (``.sqz`` by compress, ``.onnx`` by export)
+are read by that stage's code, which this core module names in
+:data:`WEIGHTS_LOADERS` as ``"module:function"`` strings (like package entry
+points) and imports only when such a file is opened; it never imports a stage.
+``create_model`` (``squeezelab.create_model``) is :func:`squeezelab.models.create_model`
+plus ``weights=``; it always returns a PyTorch classifier.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..data.preprocess import CAFFE
 from ..errors import SqueezelabError
+from ..extras import require
 from ..io import PathLike, sha256_file
-from ..models import create_model, resolve_name
+from ..models import create_model as create_architecture
+from ..models import resolve_name
 from .checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
-from .formats import NCNN_FP16_TAG, NCNN_MAGIC, looks_like_deep_compression, read_deep_compression, read_ncnn, \
-    read_openvino
+from .caffe import load_caffemodel
+from .formats import NCNN_FP16_TAG, NCNN_MAGIC, check_finite, looks_like_deep_compression, read_deep_compression, \
+    read_ncnn, read_openvino
 from .imagenet import imagenet_categories
 from .registry import WEIGHTS, entry_for_format, entry_for_sha256, fetch_weights
 
@@ -37,6 +49,44 @@ _READERS: dict[str, Callable[..., tuple[dict[str, torch.Tensor], Any]]] = {
     "ncnn": read_ncnn,
 }
 
+#: A loader given as a callable or as a lazy ``"package.module:function"`` string.
+Target = Union[str, Callable[..., Any]]
+
+
+@dataclass(frozen=True)
+class WeightsLoader:
+    """How to open one derived format: ``read(path) -> (state_dict, CheckpointMeta)`` and, for files that run as
+    they are (ONNX), ``run(path) -> (module, CheckpointMeta)`` named ``run_name`` in messages."""
+
+    read: Target
+    run: Optional[Target] = None
+    run_name: str = ""
+
+
+#: Format -> loader; the stages' own readers, named as strings so that this module never imports them.
+WEIGHTS_LOADERS: dict[str, WeightsLoader] = {
+    "sqz": WeightsLoader("squeezelab.compress.sqz:read_sqz"),
+    "onnx": WeightsLoader("squeezelab.export.load:read_onnx_weights", "squeezelab.export.load:load_onnx",
+                          "squeezelab.export.load_onnx"),
+}
+
+
+def register_weights_loader(fmt: str, read: Target, run: Optional[Target] = None, run_name: str = "") -> None:
+    """Register (or replace) the loader of a format that :func:`detect_format` recognises.
+
+    ``run_name`` (default: ``run``'s dotted name) is the call that ``create_model``'s error message suggests.
+    """
+    if run is not None and not run_name:
+        run_name = run.replace(":", ".") if isinstance(run, str) else f"{run.__module__}.{run.__qualname__}"
+    WEIGHTS_LOADERS[fmt] = WeightsLoader(read, run, run_name)
+
+
+def _resolve(target: Target) -> Callable[..., Any]:
+    if callable(target):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
 
 def _is_safetensors(head: bytes, size: int) -> bool:
     if len(head) < 9:
@@ -48,7 +98,7 @@ def _is_safetensors(head: bytes, size: int) -> bool:
 def _is_onnx(path: Path, head: bytes) -> bool:
     if path.suffix.lower() != ".onnx" and not head.startswith(b"\x08"):
         return False
-    import onnx
+    onnx = require("onnx", f"reading {path}")
 
     try:
         proto = onnx.load(str(path), load_external_data=False)
@@ -64,11 +114,18 @@ def detect_format(path: PathLike) -> tuple[str, Path]:
     ``.bin`` whose ``.xml`` / ``.param`` lies beside it, the main path is that partner.
     """
     path = Path(path)
+    if path.is_dir():
+        raise SqueezelabError(f"weights {path} is a folder; pass a weights file inside it or a registered name")
+    if path.exists() and not path.is_file():
+        raise SqueezelabError(f"weights {path} is not a regular file; pass a weights file or a registered name")
     if not path.is_file():
         raise SqueezelabError(f"weights file {path} does not exist; pass a registered name or an existing file")
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(64)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as exc:
+        raise SqueezelabError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
     if head.startswith(SQZ_MAGIC):
         return "sqz", path
     if _is_safetensors(head, size):
@@ -114,37 +171,11 @@ def _source_meta(fmt: str, main: Path) -> CheckpointMeta:
         num_classes=1000,
         model_kwargs=dict(entry.model_kwargs),
         preprocess=entry.preprocess,
-        categories=imagenet_categories(),
+        categories=list(entry.categories),
         source=source,
         source_sha256=hashes[main.name],
         extra=extra,
     )
-
-
-def _onnx_meta(path: Path) -> CheckpointMeta:
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in proto.metadata_props}
-    if "architecture" not in props:
-        raise SqueezelabError(f"{path} has no squeezelab metadata (architecture, preprocess); export it with "
-                              f"'squeezelab export' or load the checkpoint it came from")
-    return CheckpointMeta.from_strings(props)
-
-
-def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
-    import onnx
-    from onnx import numpy_helper
-
-    proto = onnx.load(str(path))
-    state = {init.name: torch.from_numpy(np.array(numpy_helper.to_array(init))) for init in proto.graph.initializer}
-    return state, _onnx_meta(path)
-
-
-def _read_sqz(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
-    from ..compress.sqz import read_sqz  # lazy: the compress stage imports this package
-
-    return read_sqz(path)
 
 
 def load_weights(spec: str | PathLike) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
@@ -157,13 +188,13 @@ def load_weights(spec: str | PathLike) -> tuple[dict[str, torch.Tensor], Checkpo
         path = fetch_weights(str(spec))
     fmt, main = detect_format(path)
     if fmt == "safetensors":
-        return read_checkpoint(main)
-    if fmt == "sqz":
-        return _read_sqz(main)
-    if fmt == "onnx":
-        return _read_onnx(main)
-    meta = _source_meta(fmt, main)
-    state, _ = _READERS[fmt](main, architecture=meta.architecture)
+        state, meta = read_checkpoint(main)
+    elif fmt in WEIGHTS_LOADERS:
+        state, meta = _resolve(WEIGHTS_LOADERS[fmt].read)(main)
+    else:
+        meta = _source_meta(fmt, main)
+        state, _ = _READERS[fmt](main, architecture=meta.architecture)
+    check_finite(state, main)
     return state, meta
 
 
@@ -179,33 +210,67 @@ def load_model(weights: str | PathLike, model: Optional[str] = None, **overrides
     """Build the weights' architecture (checked against ``model`` if given), load them strictly, eval mode.
 
     ``overrides`` are extra ``create_model`` keywords (e.g. ``dropout``); ones that change the
-    architecture make the load fail with a one-line error. ONNX files load as an ONNX Runtime module.
+    architecture make the load fail with a one-line error. Files that run as they are (ONNX) load
+    through their format's ``run`` loader (an ONNX Runtime module).
     """
-    path = Path(weights)
-    if path.is_file() and detect_format(path)[0] == "onnx":
-        from ..export.runtime import OnnxRuntimeModule  # lazy: onnxruntime is only needed here
-
-        meta = _onnx_meta(path)
+    runner = _runnable_loader(weights)
+    if runner is not None:
+        module, meta = _resolve(runner.run)(Path(weights))  # type: ignore[arg-type]
         check_architecture(meta, model, weights)
-        return OnnxRuntimeModule(path).eval(), meta
+        return module, meta
     state, meta = load_weights(weights)
     check_architecture(meta, model, weights)
     kwargs = {**meta.model_kwargs, **overrides}
-    # Built on the meta device (no random init, no probing cost), then the loaded tensors are assigned.
+    # Built on the meta device (no random init), then the loaded tensors are assigned.
     with torch.device("meta"):
-        net = create_model(meta.architecture, num_classes=meta.num_classes, in_chans=meta.in_chans, **kwargs)
+        net = create_architecture(meta.architecture, num_classes=meta.num_classes, in_chans=meta.in_chans, **kwargs)
     expected = net.state_dict()
     state = {k: v.to(expected[k].dtype) if k in expected and v.is_floating_point() else v for k, v in state.items()}
     try:
         net.load_state_dict(state, strict=True, assign=True)
         if any(t.is_meta for t in (*net.parameters(), *net.buffers())):
-            net = create_model(meta.architecture, num_classes=meta.num_classes, in_chans=meta.in_chans, **kwargs)
+            net = create_architecture(meta.architecture, num_classes=meta.num_classes, in_chans=meta.in_chans, **kwargs)
             net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = str(exc).splitlines()
         reason = detail[1].strip() if len(detail) > 1 else (detail[0] if detail else "state dict mismatch")
         raise SqueezelabError(f"weights {weights} do not fit {meta.architecture} {kwargs or ''}: {reason}") from None
     return net.eval(), meta
+
+
+def _runnable_loader(weights: str | PathLike) -> Optional[WeightsLoader]:
+    """The loader of ``weights`` if it is a file of a format that runs as it is (ONNX), else None."""
+    path = Path(weights)
+    if not path.is_file():
+        return None
+    loader = WEIGHTS_LOADERS.get(detect_format(path)[0])
+    return loader if loader is not None and loader.run is not None else None
+
+
+def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3, weights: Optional[str | PathLike] = None,
+                 **overrides: Any) -> nn.Module:
+    """Build a registered model (``squeezelab.create_model``), optionally with weights; always a PyTorch classifier.
+
+    Args:
+        name: canonical name or paper alias, e.g. ``"squeezenet1_1"`` or ``"1.0-SqNxt-23v5"``.
+        num_classes: classifier outputs.
+        in_chans: input channels (1 for grey images).
+        weights: a registered weights name or a weights file (``docs/weights.md``); the model is built
+            from the weights' metadata (checked against ``name``), loaded and put in eval mode; a
+            ``num_classes`` other than the default and the weights' own gets a fresh classifier.
+            An ONNX file is not a PyTorch model: run it with ``squeezelab.export.load_onnx``.
+        overrides: architecture keyword arguments, e.g. ``small_input=True`` or ``dropout=0.2``.
+    """
+    if weights is None:
+        return create_architecture(name, num_classes=num_classes, in_chans=in_chans, **overrides)
+    runner = _runnable_loader(weights)
+    if runner is not None:
+        raise SqueezelabError(f"{weights} is an exported model, not PyTorch weights; run it with "
+                              f"{runner.run_name}({str(weights)!r}) or pass the checkpoint it was exported from")
+    model, _ = load_model(weights, name, **overrides)
+    if num_classes not in (1000, model.num_classes):
+        model.reset_classifier(num_classes)
+    return model
 
 
 def convert_weights(source: PathLike, output: PathLike, source_format: Optional[str] = None) -> CheckpointMeta:
@@ -217,5 +282,25 @@ def convert_weights(source: PathLike, output: PathLike, source_format: Optional[
     if source_format is not None and source_format != fmt:
         raise SqueezelabError(f"{source} holds {fmt} weights, not {source_format}; use --from {fmt}")
     state, meta = load_weights(main)
-    save_checkpoint(output, state, meta)
+    save_checkpoint(output, state, meta, inputs=[source, main, main.with_suffix(".bin")])
+    return meta
+
+
+def convert_caffemodel(source: PathLike, output: PathLike, prototxt: Optional[PathLike] = None) -> CheckpointMeta:
+    """Convert a Caffe ``.caffemodel`` to a native checkpoint with the Caffe preprocessing (BGR, mean subtraction).
+
+    The zoo model is inferred from the layer names and blob shapes (or from ``prototxt``); the preprocessing
+    is that of the architecture's registered Caffe weights, else the Caffe ImageNet default.
+    """
+    weights = load_caffemodel(source, prototxt)
+    check_finite(weights.state_dict, source)
+    entry = next((e for e in WEIGHTS.values() if e.architecture == weights.architecture
+                  and e.preprocess.channel_order == "BGR"), None)
+    files = [Path(source)] + ([Path(prototxt)] if prototxt is not None else [])
+    hashes = {f.name: sha256_file(f) for f in files}
+    meta = CheckpointMeta(architecture=weights.architecture, num_classes=1000, model_kwargs=weights.model_kwargs,
+                          preprocess=entry.preprocess if entry is not None else CAFFE,
+                          categories=imagenet_categories(), source=str(source), source_sha256=hashes[files[0].name],
+                          extra={"source_format": "caffe", "source_files": json.dumps(hashes)})
+    save_checkpoint(output, weights.state_dict, meta)
     return meta

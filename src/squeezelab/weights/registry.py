@@ -2,7 +2,7 @@
 
 ``fetch_weights(name)`` returns the local path of an entry's main file. It looks,
 in order, in the local folders (``$SQUEEZELAB_WEIGHTS_DIR``, ``os.pathsep``
-separated, then ``../shared/data/weights`` seen from the working directory),
+separated, then the upstream files bundled in ``squeezelab/weights/upstream``),
 then in the cache (``$SQUEEZELAB_CACHE``, else ``$XDG_CACHE_HOME/squeezelab`` or
 ``~/.cache/squeezelab``), then downloads the upstream URL into the cache. Every
 file is checked against its sha256 wherever it comes from; a download is
@@ -20,16 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..data.preprocess import CAFFE, CAFFE_BGR_MEAN, TORCHVISION, Preprocess
+from ..data.preprocess import CAFFE, CAFFE_SQUASH_227, TORCHVISION, Preprocess
 from ..errors import SqueezelabError
 from ..io import PathLike, atomic_path, sha256_file
+from .imagenet import imagenet_categories
 
 WEIGHTS_DIR_ENV = "SQUEEZELAB_WEIGHTS_DIR"
 CACHE_ENV = "SQUEEZELAB_CACHE"
-
-#: The v1.1 Caffe weights with BGR, mean subtraction and a squash to 227 (shared/data README section 5.1).
-CAFFE_SQUASH_227 = Preprocess(crop=227, resize=227, resize_mode="squash", channel_order="BGR", scale=1.0,
-                              mean=CAFFE_BGR_MEAN, std=(1.0, 1.0, 1.0))
+#: The upstream files shipped as package data (their source and licence: ``upstream/SOURCE.md``).
+BUNDLED_DIR = Path(__file__).resolve().parent / "upstream"
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,12 @@ class WeightFile:
 
 @dataclass(frozen=True)
 class WeightsEntry:
-    """A registered set of pretrained weights. ``files[0]`` is the one the loader opens."""
+    """A registered set of pretrained weights, and its pretrained config (timm's ``PretrainedCfg``).
+
+    ``files[0]`` is the one the loader opens. ``preprocess`` (resize mode and size, interpolation and
+    antialias, crop, channel order, value scale, mean, std) and ``categories`` are the single source of
+    what the weights expect; ``metrics`` are the accuracies that preprocessing reproduces.
+    """
 
     name: str
     architecture: str
@@ -55,6 +59,7 @@ class WeightsEntry:
     license: str
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    categories: tuple[str, ...] = field(default_factory=lambda: tuple(imagenet_categories()), repr=False)
 
 
 def _github(repo: str, commit: str, path: str) -> str:
@@ -76,8 +81,9 @@ _ENTRIES = (
         preprocess=CAFFE,
         description="SqueezeNet v1.0 from the paper, Deep-Compressed (33% dense, 8-bit codebooks), 0.66 MB",
         license="BSD (songhan/SqueezeNet-Deep-Compression)",
-        # SqueezeNet paper Table 2 (ImageNet val) and shared/data README section 5.3 (100-image sample).
-        metrics={"imagenet_top1": 57.5, "imagenet_top5": 80.3, "samples100_top1": 64.0, "samples100_top5": 83.0},
+        # SqueezeNet paper Table 2 (ImageNet val); samples100 = shared/data imagenet_samples_100 with this
+        # preprocess (benchmarks/results/resize_antialias.json; 64 / 83 with PIL's antialiased resize).
+        metrics={"imagenet_top1": 57.5, "imagenet_top5": 80.3, "samples100_top1": 64.0, "samples100_top5": 86.0},
     ),
     WeightsEntry(
         name="squeezenet1_1.caffe",
@@ -90,8 +96,9 @@ _ENTRIES = (
         preprocess=CAFFE_SQUASH_227,
         description="DeepScale SqueezeNet v1.1 caffemodel as OpenVINO IR v6 FP16",
         license="BSD-2-Clause (forresti/SqueezeNet)",
-        # forresti/SqueezeNet v1.1 README: v1.0 accuracy (paper Table 2); README section 5.3.
-        metrics={"imagenet_top1": 57.5, "imagenet_top5": 80.3, "samples100_top1": 68.0, "samples100_top5": 87.0},
+        # forresti/SqueezeNet v1.1 README: v1.0 accuracy (paper Table 2); samples100 measured with this
+        # preprocess (benchmarks/results/resize_antialias.json; 68 / 88 with PIL's antialiased resize).
+        metrics={"imagenet_top1": 57.5, "imagenet_top5": 80.3, "samples100_top1": 70.0, "samples100_top5": 90.0},
     ),
     WeightsEntry(
         name="squeezenet1_1.torchvision",
@@ -104,8 +111,9 @@ _ENTRIES = (
         preprocess=TORCHVISION,
         description="torchvision squeezenet1_1 ImageNet weights, exported by pnnx to ncnn FP16",
         license="BSD-3-Clause (torchvision)",
-        # torchvision SqueezeNet1_1_Weights.IMAGENET1K_V1 (ImageNet val); README section 5.3.
-        metrics={"imagenet_top1": 58.178, "imagenet_top5": 80.624, "samples100_top1": 63.0, "samples100_top5": 88.0},
+        # torchvision SqueezeNet1_1_Weights.IMAGENET1K_V1 (ImageNet val); samples100 measured with this
+        # preprocess (benchmarks/results/resize_antialias.json).
+        metrics={"imagenet_top1": 58.178, "imagenet_top5": 80.624, "samples100_top1": 63.0, "samples100_top5": 89.0},
     ),
 )
 
@@ -145,9 +153,13 @@ def cache_dir() -> Path:
 
 
 def local_weight_dirs() -> list[Path]:
-    """Folders searched before the cache: ``$SQUEEZELAB_WEIGHTS_DIR`` entries, then ``../shared/data/weights``."""
+    """Folders searched before the cache: ``$SQUEEZELAB_WEIGHTS_DIR`` entries, then the bundled upstream files."""
     dirs = [Path(p) for p in os.environ.get(WEIGHTS_DIR_ENV, "").split(os.pathsep) if p]
-    dirs.append(Path.cwd().parent / "shared" / "data" / "weights")
+    for folder in dirs:
+        if folder.exists() and not folder.is_dir():
+            raise SqueezelabError(f"${WEIGHTS_DIR_ENV} names {folder}, which is a file; set it to the folder that "
+                                  f"holds the weights files (several folders separated by '{os.pathsep}')")
+    dirs.append(BUNDLED_DIR)
     return dirs
 
 

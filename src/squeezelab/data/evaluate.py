@@ -1,0 +1,98 @@
+"""The one top-k evaluation loop, shared by training, ``squeezelab eval`` and the compression curve.
+
+:func:`evaluate_model` takes a model (any callable from an image batch to
+logits) and either a :class:`~torch.utils.data.Dataset` of ``(image, label)``
+samples or an iterable of ``(images, labels)`` batches, and returns the mean
+cross-entropy, top-1/top-5 and per-class counts. Samples labelled
+:data:`~squeezelab.data.datasets.SKIPPED_LABEL` (images that failed to decode)
+are counted, not scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Union
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .datasets import SKIPPED_LABEL
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class EvalResult:
+    """Loss and accuracy (percent) over a dataset, with the raw counts behind them."""
+
+    loss: float
+    top1: float
+    top5: float
+    count: int
+    skipped: int = 0
+    correct_top1: int = 0
+    correct_top5: int = 0
+    #: class index -> (samples, top-1 hits), for the classes present.
+    per_class: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+def evaluate_model(model: Callable[[torch.Tensor], torch.Tensor], data: Union[Dataset, Batches], *,
+                   batch_size: int = 256, device: str | torch.device = "cpu", workers: int = 0,
+                   channels_last: bool = False, rank: int = 0, world_size: int = 1) -> EvalResult:
+    """Mean cross-entropy, top-1 and top-5 (percent) of ``model`` on ``data``.
+
+    ``data`` is a dataset (batched here with ``batch_size`` and ``workers``) or an
+    iterable of ``(images, labels)`` batches. With ``world_size > 1`` each rank
+    evaluates every ``world_size``-th sample of a dataset and the sums are
+    all-reduced, so every rank returns the full-set numbers. An ``nn.Module`` is
+    put in eval mode for the loop and restored afterwards.
+    """
+    device = torch.device(device)
+    if isinstance(data, Dataset):
+        indices = list(range(rank, len(data), world_size))
+        data = DataLoader(Subset(data, indices), batch_size=batch_size, num_workers=workers)
+    sums = torch.zeros(5, dtype=torch.float64)  # loss, top1, top5, count, skipped
+    per_class = torch.zeros(0, 2, dtype=torch.float64)  # (samples, top-1 hits) per class
+    was_training = model.training if isinstance(model, nn.Module) else None
+    if was_training is not None:
+        model.eval()
+    try:
+        with torch.no_grad():
+            for images, labels in data:
+                images, labels = images.to(device), labels.to(device)
+                if channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                keep = labels != SKIPPED_LABEL
+                sums[4] += float((~keep).sum())
+                if not keep.any():
+                    continue
+                logits = model(images[keep]).float()
+                labels = labels[keep]
+                classes = logits.shape[1]
+                topk = logits.topk(min(5, classes), dim=1).indices
+                hit1 = topk[:, 0] == labels
+                sums[0] += float(F.cross_entropy(logits, labels, reduction="sum"))
+                sums[1] += float(hit1.sum())
+                sums[2] += float((topk == labels[:, None]).any(dim=1).sum())
+                sums[3] += len(labels)
+                if per_class.shape[0] < classes:
+                    per_class = torch.cat([per_class, per_class.new_zeros(classes - per_class.shape[0], 2)])
+                per_class[:, 0] += torch.bincount(labels.cpu(), minlength=classes).double()
+                per_class[:, 1] += torch.bincount(labels[hit1].cpu(), minlength=classes).double()
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+    if world_size > 1:
+        dist.all_reduce(sums)
+        size = torch.tensor([per_class.shape[0]])
+        dist.all_reduce(size, op=dist.ReduceOp.MAX)
+        per_class = torch.cat([per_class, per_class.new_zeros(int(size) - per_class.shape[0], 2)])
+        dist.all_reduce(per_class)
+    n = max(sums[3].item(), 1.0)
+    classes_seen = {c: (int(row[0]), int(row[1])) for c, row in enumerate(per_class.tolist()) if row[0] > 0}
+    return EvalResult(sums[0].item() / n, 100.0 * sums[1].item() / n, 100.0 * sums[2].item() / n,
+                      int(sums[3].item()), int(sums[4].item()), int(sums[1].item()), int(sums[2].item()),
+                      classes_seen)

@@ -1,0 +1,113 @@
+"""Checks that run before a training run builds or writes anything: option values, the run directory, input size.
+
+The input-size check bounds memory before any allocation: it measures one
+small forward pass, scales it to the requested side and compares the
+activations of a training and an evaluation batch with the free memory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import SqueezelabError
+from ..io import check_output
+from .config import TrainConfig
+from .state import is_run_dir
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """One-line errors for option values no run can use (the CLI's argparse types catch most first)."""
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise SqueezelabError(f"--epochs and --batch-size must be >= 1, got {cfg.epochs} and {cfg.batch_size}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise SqueezelabError(f"--threads must be >= 1, got {cfg.threads}")
+    if cfg.stop_after is not None and cfg.stop_after < 1:
+        raise SqueezelabError(f"--stop-after must be >= 1, got {cfg.stop_after}")
+    if cfg.input_size is not None and cfg.input_size < 1:
+        raise SqueezelabError(f"--input-size must be >= 1, got {cfg.input_size}")
+    if cfg.grad_clip is not None and not cfg.grad_clip > 0:
+        raise SqueezelabError(f"--grad-clip must be > 0, got {cfg.grad_clip}")
+    if cfg.lr is not None and not cfg.lr > 0:
+        raise SqueezelabError(f"--lr must be > 0, got {cfg.lr}")
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise SqueezelabError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if cfg.amp not in ("auto", "on", "off"):
+        raise SqueezelabError(f"--amp must be auto, on or off, got {cfg.amp!r}")
+    if cfg.resume and cfg.overwrite:
+        raise SqueezelabError("--resume continues a run and --overwrite replaces it; pass one of them")
+    if cfg.schedule not in ("cosine", "poly"):
+        raise SqueezelabError(f"unknown schedule {cfg.schedule!r}; use cosine or poly")
+
+
+def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
+    """Before any work: the run directory can be written, and a new run replaces an old one only on request."""
+    check_output(run_dir, kind="dir", what="run directory")
+    if not cfg.resume and not cfg.overwrite and is_run_dir(run_dir):
+        raise SqueezelabError(f"{run_dir} holds a training run already; continue it with --resume {run_dir}, "
+                              f"pass --overwrite to replace it, or choose another --output")
+
+
+def _available_memory(device: torch.device) -> int:
+    """Bytes free for tensors on ``device``: CUDA's free memory, or the host's MemAvailable."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _activation_elements(model: nn.Module, in_chans: int, size: int) -> tuple[int, int]:
+    """(sum, max) of the activation sizes of one ``size`` px image.
+
+    Measured by an eval-mode forward pass at a side of at most 64 px (nothing trained, no RNG drawn)
+    and scaled by the area: activations grow with the square of the input side.
+    """
+    probe = min(size, max(model.min_input_size, 64))
+    sizes = [in_chans * probe * probe]
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            sizes.append(output[0].numel())
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_chans, probe, probe))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    scale = (size / probe) ** 2
+    return int(sum(sizes) * scale), int(max(sizes) * scale)
+
+
+def check_input_size(model: nn.Module, in_chans: int, size: int, batch: int, device: torch.device,
+                     processes: int = 1) -> None:
+    """A one-line error when ``size`` is below the model's minimum or its activations would not fit in memory.
+
+    The estimate counts float32 activations kept for the backward pass (every layer's output, ``batch``
+    images per process) and the evaluation batch's two widest layers; it is a lower bound on the need.
+    Call it before the model moves to its device.
+    """
+    if size < model.min_input_size:
+        raise SqueezelabError(f"--input-size {size} is below this model's minimum of {model.min_input_size} px; "
+                              f"raise --input-size")
+    total, widest = _activation_elements(model, in_chans, size)
+    need = 4 * processes * max(batch * total, 2 * max(batch, 256) * widest)
+    free = _available_memory(device)
+    if need > free:
+        raise SqueezelabError(f"--input-size {size} with batch {batch} needs about {need / 2**30:.1f} GiB for "
+                              f"activations but {device.type} has {free / 2**30:.1f} GiB free; lower --input-size "
+                              f"or --batch-size")

@@ -1,0 +1,44 @@
+"""The one top-k loop (squeezelab.data.evaluate.evaluate_model), shared by train, eval and compress."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from squeezelab.data import SKIPPED_LABEL
+from squeezelab.data.evaluate import evaluate_model
+
+
+def _logits_model(images: torch.Tensor) -> torch.Tensor:
+    """The 'image' is its own logits: a plain callable, not an nn.Module."""
+    return images
+
+
+def test_counts_top1_top5_loss_and_per_class_exactly() -> None:
+    logits = torch.full((4, 6), -10.0)
+    logits[0, 2] = 10.0                   # label 2: top-1 hit
+    logits[1, :] = torch.arange(6.0)      # label 0 is ranked last (6th): miss for top-1 and top-5
+    logits[2, 5], logits[2, 1] = 10.0, 9.0  # label 1: second, a top-5 hit only
+    labels = torch.tensor([2, 0, 1, SKIPPED_LABEL])
+    batches = [(logits[:2], labels[:2]), (logits[2:], labels[2:])]
+    result = evaluate_model(_logits_model, batches)
+    assert (result.count, result.skipped, result.correct_top1, result.correct_top5) == (3, 1, 1, 2)
+    assert result.top1 == 100.0 / 3 and result.top5 == 200.0 / 3
+    expected = torch.nn.functional.cross_entropy(logits[:3], labels[:3]).item()
+    assert math.isclose(result.loss, expected, rel_tol=1e-6)
+    assert result.per_class == {0: (1, 0), 1: (1, 0), 2: (1, 1)}
+
+
+def test_dataset_and_batches_agree_and_training_mode_is_restored() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 7), nn.Dropout(0.5))
+    images, labels = torch.randn(50, 3, 2, 2), torch.randint(0, 7, (50,))
+    from_dataset = evaluate_model(model, TensorDataset(images, labels), batch_size=16)
+    from_batches = evaluate_model(model, [(images[i:i + 7], labels[i:i + 7]) for i in range(0, 50, 7)])
+    assert model.training  # evaluated in eval mode (dropout off), then put back
+    assert (from_dataset.correct_top1, from_dataset.correct_top5, from_dataset.per_class) == \
+        (from_batches.correct_top1, from_batches.correct_top5, from_batches.per_class)
+    assert math.isclose(from_dataset.loss, from_batches.loss, rel_tol=1e-6) and from_dataset.count == 50
