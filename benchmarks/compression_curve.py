@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="CIFAR-10 test images (default all 10,000)")
     parser.add_argument("--calibration", type=int, default=32, help="CIFAR-10 train images for calibration")
     parser.add_argument("--kmeans-bits", default="6", help="bit widths also measured with k-means alone")
-    parser.add_argument("--json", default="benchmarks/results/compression_curve.json")
+    parser.add_argument("--json", default="benchmarks/results/compression_fidelity.json")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

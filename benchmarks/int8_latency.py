@@ -82,17 +82,18 @@ def bench(weights: str, args: argparse.Namespace) -> dict:
     crop = meta.preprocess.crop
     results = {n: {"file_bytes": sizes[n]} for n in variants}
     loads = {}
-    for batch, runs in ((1, args.runs), (32, max(8, args.runs // 8))):
+    for batch, runs in ((1, args.runs), (32, max(20, args.runs // 2))):
         ms, loads[f"batch{batch}"] = timed(variants, torch.randn(batch, 3, crop, crop), runs)
         for n in variants:
             results[n][f"ms_batch{batch}"] = ms[n]
             results[n][f"speedup_batch{batch}"] = ms["fp32"] / ms[n]
-    images = standard_images(meta.preprocess, data_dir=args.data, limit=args.limit, batch_size=50)
-    with OtherLoad() as other:
-        logits, labels = collect_logits(variants, images)
-    loads["fidelity"] = other.cores
-    for n in variants:
-        results[n]["fidelity"] = compare(logits["fp32"], logits[n], labels).as_dict()
+    if args.fidelity:
+        images = standard_images(meta.preprocess, data_dir=args.data, limit=args.limit, batch_size=50)
+        with OtherLoad() as other:
+            logits, labels = collect_logits(variants, images)
+        loads["fidelity"] = other.cores
+        for n in variants:
+            results[n]["fidelity"] = compare(logits["fp32"], logits[n], labels).as_dict()
     return {"weights": weights, "input": crop, "calibration_images": len(calibration), "results": results,
             "other_load_cores": loads}
 
@@ -102,9 +103,10 @@ def main() -> None:
     parser.add_argument("--weights", nargs="+", default=["squeezenet1_1.torchvision", "squeezenet1_0.deep_compression"])
     parser.add_argument("--data", default=str(SHARED), help="folder with cifar10_test_jpeg.zip and images/")
     parser.add_argument("--limit", type=int, help="CIFAR-10 test images in the fidelity set (default all 10,000)")
+    parser.add_argument("--no-fidelity", dest="fidelity", action="store_false", help="time only")
     parser.add_argument("--calibration-images", type=int, default=58, help="CIFAR-10 train images added to the photos")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=40, help="timed calls per variant at batch 1 (1/8 at batch 32)")
+    parser.add_argument("--runs", type=int, default=40, help="timed calls per variant at batch 1 (half at batch 32)")
     parser.add_argument("--json", default="benchmarks/results/int8_latency.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,17 +114,18 @@ def main() -> None:
     rows = []
     for record in records:
         for name, r in record["results"].items():
-            f = r["fidelity"]
+            f = r.get("fidelity")
+            fidelity = (f"{f['agreement']:.2f}", f"{f['mean_kl']:.4f}", f"{f['top1_child']:.0f}") if f else ("-",) * 3
             rows.append([record["weights"], name, f"{r['ms_batch1']:.2f}", f"{r['speedup_batch1']:.2f}x",
-                         f"{r['ms_batch32']:.1f}", f"{r['speedup_batch32']:.2f}x", f"{f['agreement']:.2f}",
-                         f"{f['mean_kl']:.4f}", f"{f['top1_child']:.0f}", f"{r['file_bytes']:,}"])
+                         f"{r['ms_batch32']:.1f}", f"{r['speedup_batch32']:.2f}x", *fidelity, f"{r['file_bytes']:,}"])
     print(format_table(["weights", "model", "ms b1", "vs fp32", "ms b32", "vs fp32", "agree %", "KL", "top-1 %",
                         "bytes"], rows, markdown=True))
     for record in records:
         print(f"{record['weights']}: other processes kept "
               + ", ".join(f"{v:.2f} cores busy during {k}" for k, v in record["other_load_cores"].items()))
+    fidelity_set = f"CIFAR-10 test ({args.limit or 10000}) + 100 ImageNet samples" if args.fidelity else None
     payload = {"machine": machine_info(), "cpu_flags": cpu_flags(), "threads": args.threads, "spinning": True,
-               "fidelity_set": f"CIFAR-10 test ({args.limit or 10000}) + 100 ImageNet samples", "records": records}
+               "fidelity_set": fidelity_set, "records": records}
     atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.json}")
 

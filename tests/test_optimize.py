@@ -48,7 +48,7 @@ def test_folded_weights_match_the_batchnorm_formula() -> None:
     model = calibrated("sqnxt23_w1")
     conv, bn = model.features.stem.conv, model.features.stem.bn
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    folded = fold_batchnorm(model).get_submodule("model.features.stem.conv")
+    folded = fold_batchnorm(model).get_submodule("features.stem.conv")
     torch.testing.assert_close(folded.weight, conv.weight * scale[:, None, None, None], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(folded.bias, bn.bias - bn.running_mean * scale, rtol=1e-6, atol=1e-7)
 

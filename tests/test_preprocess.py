@@ -184,3 +184,20 @@ def test_caffe_v1_1_entry_reproduces_upstream_opencv_outputs(upstream_photos) ->
             np.testing.assert_allclose(probs[0].numpy(), recorded, atol=0.01)
         else:
             assert float((probs[0] - torch.tensor(recorded)).abs().max()) > 0.05
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_1_small.safetensors", "squeezenet1_1_small.sqz"])
+def test_files_written_before_the_change_keep_their_resize(name: str) -> None:
+    """tests/data/compat holds files written before ``interpolation`` / ``antialias`` existed."""
+    from pathlib import Path
+
+    from squeezelab.weights.loader import load_weights
+
+    path = Path(__file__).parent / "data" / "compat" / name
+    if name.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            assert "antialias" not in json.loads(handle.metadata()["preprocess"])
+    pre = load_weights(path)[1].preprocess
+    assert (pre.interpolation, pre.antialias, pre.crop) == ("bilinear", True, 32)

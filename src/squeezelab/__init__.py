@@ -31,6 +31,9 @@ _API = {
 }
 
 __all__ = ["SqueezelabError", "__version__", *sorted(_API)]
+#: Subpackages, imported on first attribute access (``squeezelab.weights.load_model`` after ``import squeezelab``).
+_SUBPACKAGES = frozenset({"analysis", "cli", "compress", "data", "export", "hwsim", "inference", "models", "train",
+                          "weights"})
 
 if TYPE_CHECKING:
     from .analysis import profile
@@ -43,7 +46,9 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """Import the stage that defines ``name`` on first access."""
+    """Import the stage that defines ``name`` (or the subpackage ``name``) on first access."""
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
     if name not in _API:
         raise AttributeError(f"module 'squeezelab' has no attribute {name!r}")
     value = getattr(importlib.import_module(_API[name]), name)
@@ -52,4 +57,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+    return sorted(set(globals()) | set(_API) | _SUBPACKAGES)

@@ -19,8 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="the INT8 .onnx file to write")
     p.add_argument("--max-images", type=int_range(1, 100_000, what="an image count"), default=64,
                    help="calibration images used (default 64)")
-    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax",
-                   help="activation range calibration (default minmax)")
+    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="percentile",
+                   help="activation range calibration (default percentile: the 99.99th percentile)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                   help="7-bit weights, for CPUs with AVX2 but no VNNI (default: on exactly when this CPU lacks VNNI)")
     p.add_argument("--data", metavar="DIR", help="also compare top-1/top-5 of fp32 and INT8 on this folder")
     p.set_defaults(func=run)
 
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     refuse_onnx(args.weights, "quantize")
     check_outputs(args.output, inputs=weights_inputs(args.weights))
     model, meta = load_model(args.weights, args.model)
-    path = quantize_int8(model, meta, args.output, args.calibration, max_images=args.max_images, method=args.method)
+    path = quantize_int8(model, meta, args.output, args.calibration, max_images=args.max_images, method=args.method,
+                         reduce_range=args.reduce_range)
     print(f"wrote {path} ({path.stat().st_size:,} bytes; {meta.extra.get('weights', args.weights)} as INT8 QDQ, "
           f"{args.method} calibration on {args.calibration})")
     if args.data:
