@@ -25,8 +25,9 @@ from squeezelab.weights.loader import load_model, load_weights
 from squeezelab.weights.registry import BUNDLED_DIR
 
 DC_FILE = BUNDLED_DIR / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net"
-#: squeezenet1_1 at 6 bits with least-squares codebooks: measured MEASURED on the 204 fixed images; margin MARGIN.
-AGREEMENT_6BIT = 80.0
+#: squeezenet1_1 at 6 bits, least-squares codebooks on 16 CIFAR-10 train images: agreement measured 90.2% on the
+#: 204 fixed images (k-means alone: 71.6%); threshold 85% leaves 5.2 points (10 images) of margin.
+AGREEMENT_6BIT = 85.0
 
 
 def _small_model(seed: int = 0) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
@@ -229,7 +230,8 @@ def test_deep_compression_at_6_bits_fits_half_a_megabyte_and_keeps_accuracy(dc_w
     state, meta = dc_weights  # 6 bits without retraining: bias correction on 6 skimage photos (not the eval set)
     from squeezelab.compress.measure import skimage_photos
 
-    report = compress_model(state, meta, bits=6, output=tmp_path / "dc6.sqz", calibration=skimage_photos())
+    report = compress_model(state, meta, bits=6, output=tmp_path / "dc6.sqz", calibration=skimage_photos(),
+                            refine="bias")
     assert report.file_bytes <= 500_000  # paper Table 2: 0.47MB
     images = ImageSet.load(imagenet_samples, meta)
     original, _ = load_model(DC_FILE)
@@ -386,4 +388,5 @@ def test_6_bit_least_squares_sharing_keeps_agreement_on_a_fixed_image_set(cifar1
     least = compare(logits["uncompressed"], logits["least-squares"], labels)
     print(f"6-bit agreement on {least.n} images: k-means {kmeans.agreement:.1f}%, least squares {least.agreement:.1f}%")
     assert least.n == 204
-    assert least.agreement >= AGREEMENT_6BIT and least.mean_kl < kmeans.mean_kl
+    assert least.agreement >= AGREEMENT_6BIT and least.agreement >= kmeans.agreement + 10
+    assert least.mean_kl < kmeans.mean_kl

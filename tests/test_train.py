@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -39,11 +40,14 @@ def _digit_folder(root: Path, per_class: int = 12) -> Path:
 
 
 def test_digits_training_far_above_chance(tmp_path: Path) -> None:
-    """squeezenet1_1 (small_input stem, conv10 bias fix), default recipe, digits at 8 px, 6 epochs: measured 45.1%
-    (chance 10%)."""
+    """squeezenet1_1 (small_input stem, conv10 bias fix), default recipe, digits at 8 px, 6 epochs (chance 10%).
+
+    Measured over 5 seeds x 4 CPU kernel sets (benchmarks/recipe_spread.py): best val top-1 28.4-52.4%,
+    mean 39.9%; the threshold keeps a margin of about 8 points below the lowest run.
+    """
     result = train(TrainConfig("squeezenet1_1", data="digits", input_size=8, epochs=6, threads=1, progress=False,
                                output=str(tmp_path / "run")))
-    assert result.best_top1 >= 35.0, result.history
+    assert result.best_top1 >= 20.0, result.history
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"best.safetensors", "last.safetensors", "state.pt", "metrics.json", "metrics.csv", "curves.png",
             "config.json"} <= files
@@ -56,10 +60,17 @@ def test_digits_training_far_above_chance(tmp_path: Path) -> None:
 
 
 def test_squeezenext_default_recipe_reaches_high_accuracy_on_digits(tmp_path: Path) -> None:
-    """sqnxt23_w1, default recipe (lr 0.4 x sqrt(64/1024) = 0.1), digits at 8 px, 6 epochs: measured 74.4%."""
+    """sqnxt23_w1, default recipe (lr 0.4 x sqrt(64/1024) = 0.1), digits at 8 px, 6 epochs (chance 10%).
+
+    Measured over 5 seeds x 4 CPU kernel sets (benchmarks/recipe_spread.py): best val top-1 40.7-81.6%,
+    mean 67.1%, every epoch-1 validation loss below 2.6; the threshold keeps a margin of about 10 points.
+    Before the BN warmup and recomputed BN statistics one seed gave 49% or 80% depending on the kernels,
+    after an epoch-1 validation loss of 3.2e9.
+    """
     result = train(TrainConfig("sqnxt23_w1", data="digits", input_size=8, epochs=6, threads=1, progress=False,
                                output=str(tmp_path / "run")))
-    assert result.best_top1 >= 60.0, result.history
+    assert result.best_top1 >= 30.0, result.history
+    assert all(row["val_loss"] < 3 * math.log(10) for row in result.history), result.history
 
 
 def _stop_at(step: int):
