@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _train_helpers import stop_at
 from squeezelab.cli.main import main as cli_main
 from squeezelab.errors import SqueezelabError
 from squeezelab.inference import evaluate
@@ -73,22 +73,11 @@ def test_squeezenext_default_recipe_reaches_high_accuracy_on_digits(tmp_path: Pa
     assert all(row["val_loss"] < 3 * math.log(10) for row in result.history), result.history
 
 
-def _stop_at(step: int):
-    """An after_step callback that sends this process SIGINT after ``step`` optimizer steps."""
-    count = {"n": 0}
-
-    def hook(model: torch.nn.Module) -> None:
-        count["n"] += 1
-        if count["n"] == step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    return hook
-
 
 def test_resume_is_bit_identical(tmp_path: Path) -> None:
     config = TrainConfig("squeezenet1_1", epochs=2, seed=5, **TINY)
     full = train(config, output=str(tmp_path / "full"))
-    partial = train(config, output=str(tmp_path / "cut"), after_step=_stop_at(5))  # epoch 2, step 2 of 3
+    partial = train(config, output=str(tmp_path / "cut"), after_step=stop_at(5))  # epoch 2, step 2 of 3
     assert partial.interrupted and not (tmp_path / "cut" / "metrics.json").read_text().count('"epoch": 2')
     resumed = train(config, resume=str(tmp_path / "cut"))
     assert not resumed.interrupted

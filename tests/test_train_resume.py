@@ -8,14 +8,13 @@ resume that fell back to a default would change the numbers.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
 import torch
 
+from _train_helpers import stop_at
 from squeezelab.cli.main import main as cli_main
 from squeezelab.compress.prune import magnitude_masks, save_masks
 from squeezelab.models import create_model
@@ -29,17 +28,6 @@ CLI_RECIPE = ["--data", "digits", "--input-size", "8", "--train-limit", "96", "-
 RUNTIME = ["--threads", "1", "--no-progress"]
 METRIC_KEYS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr")
 
-
-def _stop_at(step: int):
-    """An after_step callback that sends this process SIGINT after ``step`` optimizer steps."""
-    count = {"n": 0}
-
-    def hook(model: torch.nn.Module) -> None:
-        count["n"] += 1
-        if count["n"] == step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    return hook
 
 
 def _snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
@@ -88,7 +76,7 @@ def test_interrupted_run_resumed_with_no_flags_is_bit_identical(full_run: Path, 
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     cut = tmp_path / "cut"
     partial = train(TrainConfig("squeezenet1_1", **RECIPE, threads=1, progress=False, output=str(cut),
-                                after_step=_stop_at(4)))  # epoch 2, step 1 of 3
+                                after_step=stop_at(4)))  # epoch 2, step 1 of 3
     assert partial.interrupted and len(partial.history) == 1
     assert torch.load(cut / "state.pt", weights_only=True)["epoch_step"] == 1
     capsys.readouterr()
@@ -170,7 +158,7 @@ def test_prune_masks_survive_resume(tmp_path: Path) -> None:
                          prune_masks=str(masks_file))
     full = train(config, output=str(tmp_path / "full"))
     cut = tmp_path / "cut"
-    assert train(config, output=str(cut), after_step=_stop_at(4)).interrupted
+    assert train(config, output=str(cut), after_step=stop_at(4)).interrupted
     assert (cut / "prune_masks.safetensors").is_file()
     masks_file.unlink()  # the run keeps its own copy
     assert _cli(["train", "--resume", str(cut), *RUNTIME]) == 0
@@ -227,7 +215,7 @@ def test_fine_tune_resumes_without_its_pretrained_file(tmp_path: Path) -> None:
     config = TrainConfig("squeezenet1_1", **{**RECIPE, "epochs": 2}, threads=1, progress=False, pretrained=str(ckpt))
     full = train(config, output=str(tmp_path / "full"))
     cut = tmp_path / "cut"
-    assert train(config, output=str(cut), after_step=_stop_at(4)).interrupted
+    assert train(config, output=str(cut), after_step=stop_at(4)).interrupted
     ckpt.unlink()  # the run's state holds the weights; --pretrained is not read again
     assert _cli(["train", "--resume", str(cut)]) == 0
     _assert_same_run(full.run_dir, cut)
