@@ -14,6 +14,7 @@ KL(parent || child) measure the same loss without needing labels.
 
 from __future__ import annotations
 
+import functools
 import re
 import zipfile
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data.preprocess import Preprocess
+from ..data.preprocess import Preprocess, image_files, read_image
 from ..errors import SqueezelabError
 from ..io import PathLike
 from ..weights.imagenet import imagenet_wnids
@@ -127,19 +128,6 @@ class _ZipImage:
         return image
 
 
-class _FileImage:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self) -> Image.Image:
-        try:
-            with Image.open(self.path) as image:
-                image.load()
-                return image
-        except (OSError, SyntaxError) as exc:
-            raise SqueezelabError(f"cannot decode image {self.path}: {exc}") from None
-
-
 def _spaced(items: list, limit: Optional[int]) -> list:
     if limit is None or limit >= len(items):
         return items
@@ -169,13 +157,10 @@ def folder_images(folder: PathLike, preprocess: Preprocess, *, limit: Optional[i
                   batch_size: int = 64) -> ImageBatches:
     """Every image under ``folder`` (recursive, sorted; ``limit`` evenly spaced); files named
     ``nXXXXXXXX_*`` get their ImageNet label, all others -1."""
-    from ..inference.evaluate import IMAGE_EXTENSIONS
-
     root = Path(folder)
     if not root.is_dir():
         raise SqueezelabError(f"image folder {root} does not exist or is not a folder")
-    files = _spaced(sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                           and not p.name.startswith(".")), limit)
+    files = _spaced(image_files(root), limit)
     if not files:
         raise SqueezelabError(f"no images in {root}")
     index = {w: i for i, w in enumerate(imagenet_wnids())}
@@ -183,7 +168,7 @@ def folder_images(folder: PathLike, preprocess: Preprocess, *, limit: Optional[i
     for path in files:
         match = _WNID.match(path.name)
         labels.append(index.get(match.group(1), -1) if match else -1)
-    return ImageBatches([_FileImage(p) for p in files], labels, preprocess, batch_size)
+    return ImageBatches([functools.partial(read_image, p) for p in files], labels, preprocess, batch_size)
 
 
 def pil_images(images: Sequence[Image.Image], preprocess: Preprocess, *, batch_size: int = 64) -> ImageBatches:

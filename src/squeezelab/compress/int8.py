@@ -28,9 +28,8 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from ..data.preprocess import read_image
+from ..data.preprocess import image_files, read_image
 from ..errors import SqueezelabError
-from ..inference import IMAGE_EXTENSIONS
 from ..io import PathLike, atomic_path
 from ..weights.checkpoint import CheckpointMeta
 
@@ -61,7 +60,7 @@ def calibration_images(source: PathLike, limit: int = 64) -> list[Path]:
     root = Path(source)
     if not root.is_dir():
         raise SqueezelabError(f"calibration folder {root} does not exist; pass a folder of representative images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = image_files(root)
     if not files:
         raise SqueezelabError(f"no images in {root}; calibration needs a few dozen representative images")
     step = max(1, len(files) // limit)

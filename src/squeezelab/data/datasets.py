@@ -37,13 +37,12 @@ from torchvision import transforms as T
 
 from ..errors import SqueezelabError
 from ..extras import require
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, read_image
+from .preprocess import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, Preprocess, read_image
 
 #: Label of a sample whose image could not be decoded (``cross_entropy(ignore_index=-1)``).
 SKIPPED_LABEL = -1
 #: Inputs at or below this side use the CIFAR-style recipe (pad-and-crop, squash resize).
 SMALL_INPUT_MAX = 64
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot"]

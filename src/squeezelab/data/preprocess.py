@@ -83,6 +83,20 @@ def to_model_mode(image: Image.Image) -> Image.Image:
         raise SqueezelabError(f"image mode {mode} cannot be converted to RGB ({exc})") from None
 
 
+#: File suffixes read as images by every stage (training folders and zips, eval, calibration, fidelity).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+
+def is_image_file_name(path: Path) -> bool:
+    """An image suffix and not a hidden file (``.DS_Store``-style names are never images)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def image_files(root: Path) -> list[Path]:
+    """Every image file under ``root``, recursively, in sorted order (unlabelled sets: calibration, fidelity)."""
+    return sorted(p for p in root.rglob("*") if is_image_file_name(p) and p.is_file())
+
+
 def read_image(path: Union[str, Path], what: str = "image") -> Image.Image:
     """Decode an image file (its first frame) as 8-bit 'L' or 'RGB' (:func:`to_model_mode`).
 

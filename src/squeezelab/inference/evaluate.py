@@ -30,14 +30,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.evaluate import evaluate_model
-from ..data.preprocess import Preprocess, read_image
+from ..data.preprocess import Preprocess, is_image_file_name, read_image
 from ..errors import SqueezelabError
 from ..extras import require
 from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta
 from ..weights.imagenet import imagenet_wnids
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"})
 _WNID = re.compile(r"^(n\d{8})(?:_|$)")
 
 
@@ -49,10 +48,6 @@ class LabelledImages:
     layout: str
     skipped: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
 def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
@@ -85,7 +80,7 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
         skipped.extend(p for p in entries if p.is_file())
         for folder, label in zip(folders, labels):
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                if _is_image(path):
+                if is_image_file_name(path):
                     samples.append((path, label))
                 else:
                     skipped.append(path)
@@ -93,7 +88,7 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
         layout = "imagenet flat (label = wnid in the file name)"
         for path in entries:
             match = _WNID.match(path.name)
-            if _is_image(path) and match and match.group(1) in wnid_index:
+            if is_image_file_name(path) and match and match.group(1) in wnid_index:
                 samples.append((path, wnid_index[match.group(1)]))
             else:
                 skipped.append(path)
