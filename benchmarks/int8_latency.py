@@ -28,7 +28,8 @@ import torch
 from PIL import Image
 
 from squeezelab.compress.fidelity import collect_logits, compare, standard_images
-from squeezelab.compress.int8 import _Reader, cpu_flags, quantize_int8
+from squeezelab.compress.int8 import _Reader, quantize_int8
+from squeezelab.cpu import cpu_flags
 from squeezelab.compress.measure import skimage_photos
 from squeezelab.export.onnx import INPUT_NAME, export_onnx
 from squeezelab.export.runtime import OnnxRuntimeModule

@@ -29,7 +29,7 @@ PACKAGE = SRC / "squeezelab"
 COMPAT = ROOT / "tests" / "data" / "compat"
 HEAVY = ("onnxruntime", "matplotlib", "sklearn", "skimage")
 #: The core: what every stage may import and what imports no stage (docs/architecture.md).
-CORE = ("squeezelab", "squeezelab.errors", "squeezelab.io", "squeezelab.tables", "squeezelab.extras",
+CORE = ("squeezelab", "squeezelab.errors", "squeezelab.io", "squeezelab.tables", "squeezelab.extras", "squeezelab.cpu",
         "squeezelab.plotting", "squeezelab.models", "squeezelab.weights", "squeezelab.data.preprocess")
 CLI = ("squeezelab.cli", "squeezelab.__main__")
 

@@ -176,6 +176,12 @@ CASES = [
     ("train squeezenet1_1 --lr nan", "--lr"),
     ("train squeezenet1_1 --in-chans 2", "--in-chans"),
     ("train squeezenet1_1 --model-kwargs [1]", "--model-kwargs"),
+    ("train squeezenet1_1 --data-seed -1", "--data-seed"),
+    # sweep (more in tests/test_sweep.py)
+    ("sweep --seeds 0 0 -o {d}/sweep", "seeds repeat"),
+    ("sweep --experiments fire -o {d}/sweep", "fire"),
+    ("sweep -o {d}/img.png", "not a folder"),
+    ("sweep --report-only -o {d}/sweep", "no cached points"),
     # compress
     ("compress squeezenet1_1 --weights {d}/c.sqz -o {d}/c.sqz", "over the input"),
     ("compress squeezenet1_1 " + W + " -o {d}/o.sqz --bits 9", "--bits"),

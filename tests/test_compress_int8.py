@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from squeezelab.compress.fidelity import cifar10_images, collect_logits, compare, pil_images
-from squeezelab.compress.int8 import cpu_flags, has_vnni, quantize_int8
+from squeezelab.compress.int8 import quantize_int8
+from squeezelab.cpu import cpu_flags, has_vnni
 from squeezelab.compress.measure import skimage_photos
 from squeezelab.data.preprocess import Preprocess
 from squeezelab.errors import SqueezelabError

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "top-1/top-5 accuracy on an ImageFolder or ImageNet-sample folder"),
     "simulate": ("simulate", "simulate a model on a systolic-array accelerator (SCALE-Sim cycles, energy)"),
     "train": ("train", "train or fine-tune a model on digits, Fashion-MNIST, CIFAR-10 zips or an image folder"),
+    "sweep": ("sweep", "train SqueezeNet's design space (Figure 3 SR/pct3x3 sweeps, Table 3 bypass) with seeds and "
+              "confidence intervals; resumable"),
     "compress": ("compress", "Deep Compression (prune, k-means weight sharing, Huffman) to .sqz"),
     "quantize": ("quantize", "INT8 post-training quantization (ONNX Runtime QDQ) calibrated on an image folder"),
     "lowrank": ("lowrank", "low-rank factorization (SVD) with params/MACs saved and error"),

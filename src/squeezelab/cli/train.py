@@ -46,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stop once N epochs of the planned schedule are done (state saved); --resume continues the "
                         "same schedule")
     p.add_argument("--seed", type=int_range(0, 2**32 - 1, what="a seed"), help="default 0")
+    p.add_argument("--data-seed", type=int_range(0, 2**32 - 1, what="a seed"),
+                   help="seed of the train/val split and --train-limit/--val-limit subsets (default: --seed)")
     p.add_argument("--input-size", type=input_size, help="square input side (default 32 for digits/Fashion-MNIST/"
                                                          "CIFAR, 224 for folders); <= 64 px switches on small_input "
                                                          "stems")
@@ -58,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=("cosine", "poly"), help="default cosine")
     p.add_argument("--warmup-epochs", type=non_negative_float, help="default 1")
     p.add_argument("--label-smoothing", type=float_range(0.0, 1.0, high_open=True), help="default 0")
-    p.add_argument("--amp", choices=("auto", "on", "off"), help="mixed precision (default auto: on for CUDA)")
+    p.add_argument("--amp", choices=("auto", "on", "off"),
+                   help="mixed precision (default auto: on for CUDA and for CPUs with native BF16, "
+                        "avx512_bf16 or amx_bf16)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="channels_last memory format (default: on; faster on CPU in every case of "
                         "benchmarks/train_throughput.py)")

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
+from ..cpu import has_vnni
 from ..data.preprocess import image_files, read_image
 from ..errors import SqueezelabError
 from ..io import PathLike, atomic_path
@@ -36,23 +37,6 @@ from ..weights.checkpoint import CheckpointMeta
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 #: The activation percentile kept by ``method="percentile"`` (ORT's default, 99.999, clips too little).
 PERCENTILE = 99.99
-VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def cpu_flags() -> dict[str, bool]:
-    """Which of the x86 flags that decide INT8 speed this CPU has (``/proc/cpuinfo``; all False elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = next((set(line.split(":", 1)[1].split()) for line in handle if line.startswith("flags")), set())
-    except OSError:
-        flags = set()
-    return {name: name in flags for name in ("avx2", "avx512f", *VNNI_FLAGS, "amx_tile")}
-
-
-def has_vnni() -> bool:
-    """True when this CPU has 8-bit dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX)."""
-    flags = cpu_flags()
-    return any(flags[name] for name in VNNI_FLAGS)
 
 
 def calibration_images(source: PathLike, limit: int = 64) -> list[Path]:

@@ -9,7 +9,7 @@ the evaluation :class:`~squeezelab.data.preprocess.Preprocess`):
 * ``fashion-mnist[:DIR]``: the IDX files of Debian's ``dataset-fashion-mnist``
   (default ``/usr/share/datasets/fashion-mnist``); train = 60k, val = the 10k test set.
 * ``cifar10:DIR``: ``cifar10_train_jpeg.zip`` and ``cifar10_test_jpeg.zip`` in DIR,
-  read straight from the zips (members ``<split>/<class>/<n>.jpg``).
+  read straight from the zips (members ``<split>/<class>/<n>.jpg``), each image decoded once and kept.
 * any other string: an ImageFolder directory, either with ``train/`` and ``val/``
   sub-folders of class folders, or class folders split by ``val_fraction``.
 
@@ -43,6 +43,8 @@ from .preprocess import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, Preproces
 SKIPPED_LABEL = -1
 #: Inputs at or below this side use the CIFAR-style recipe (pad-and-crop, squash resize).
 SMALL_INPUT_MAX = 64
+#: Zip members up to this many pixels are decoded once and kept in memory (:class:`_ZipReader`).
+CACHE_MAX_PIXELS = 64 * 64
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot"]
@@ -65,12 +67,12 @@ class _Recipe:
 class ImageDataset(Dataset):
     """Images by index from a reader function, each with an integer label.
 
-    ``read(i)`` returns a PIL image; ``transform`` maps it to a tensor and may
-    use torch's random generator, which is seeded per sample when the dataset
-    is indexed with an ``(index, seed)`` pair.
+    ``read(i)`` returns a PIL image; ``transform(image, seed)`` maps it to a tensor,
+    its random draws seeded by ``seed`` when the dataset is indexed with an
+    ``(index, seed)`` pair (else drawn from torch's global generator).
     """
 
-    def __init__(self, read: Callable[[int], Image.Image], labels: Sequence[int], transform: Callable) -> None:
+    def __init__(self, read: Callable[[int], Image.Image], labels: Sequence[int], transform: _Transform) -> None:
         self.read = read
         self.labels = list(labels)
         self.transform = transform
@@ -86,30 +88,85 @@ class ImageDataset(Dataset):
             image.load()
         except Exception:  # noqa: BLE001 - any decoder failure means "unreadable image"
             return torch.zeros(self.in_chans, *self._size()), SKIPPED_LABEL
-        if seed is None:
-            return self.transform(image), self.labels[index]
-        saved = torch.get_rng_state()
-        torch.default_generator.manual_seed(seed)
-        try:
-            return self.transform(image), self.labels[index]
-        finally:
-            torch.set_rng_state(saved)
+        return self.transform(image, seed), self.labels[index]
 
     def _size(self) -> tuple[int, int]:
         side = getattr(self.transform, "output_size", 1)
         return side, side
 
 
+class _PadCropFlip(T.Compose):
+    """The small-input augmentation: squash-resize, pad by 1/8 + random crop, optional horizontal flip.
+
+    As a ``Compose`` it runs torchvision's transforms on PIL images; :meth:`on_pixels`
+    does the same on uint8 pixels already at the input size, with the same random
+    draws in the same order (``RandomCrop.get_params``, then ``RandomHorizontalFlip``),
+    so both give the same pixels (tested) at a fraction of the cost.
+    """
+
+    def __init__(self, size: int, flip: bool) -> None:
+        self.size, self.padding, self.flip = size, size // 8, flip
+        super().__init__([T.Resize((size, size), antialias=True), T.RandomCrop(size, padding=self.padding),
+                          *([T.RandomHorizontalFlip()] if flip else [])])
+
+    def on_pixels(self, pixels: np.ndarray, generator: Optional[torch.Generator]) -> np.ndarray:
+        """uint8 (C, size, size) -> augmented uint8 (C, size, size), drawing from ``generator`` (None: global)."""
+        if self.padding:
+            i = int(torch.randint(0, 2 * self.padding + 1, size=(1,), generator=generator))
+            j = int(torch.randint(0, 2 * self.padding + 1, size=(1,), generator=generator))
+            padded = np.zeros((pixels.shape[0], self.size + 2 * self.padding, self.size + 2 * self.padding), np.uint8)
+            padded[:, self.padding:self.padding + self.size, self.padding:self.padding + self.size] = pixels
+            pixels = padded[:, i:i + self.size, j:j + self.size]
+        if self.flip and torch.rand(1, generator=generator) < 0.5:
+            pixels = pixels[:, :, ::-1]
+        return pixels
+
+
 class _Transform:
-    """Optional torchvision augmentation, then the evaluation Preprocess (minus its resize when augmenting)."""
+    """Optional augmentation, then the evaluation Preprocess (minus its resize when augmenting).
+
+    An 'L'/'RGB' image that is already the input size (CIFAR-10 at 32 px, digits at 8 px) takes
+    a NumPy path that gives the same values as the PIL one (no resize is needed) and draws from a
+    private generator seeded like the global one, so it need not save and restore torch's RNG state.
+    """
 
     def __init__(self, preprocess: Preprocess, augment: Optional[Callable]) -> None:
         self.preprocess = preprocess
         self.augment = augment
         self.output_size = preprocess.crop
         self._tail = replace(preprocess, resize=preprocess.crop, resize_mode="squash")
+        self._mode = "L" if preprocess.grayscale else "RGB"
+        fast_input = (preprocess.crop, preprocess.crop)
+        self._fast_size = fast_input if (augment is None and preprocess.resized_size(*fast_input) == fast_input) \
+            or isinstance(augment, _PadCropFlip) else None
+        self._scale = np.float32(preprocess.scale)
+        self._mean = np.asarray(preprocess.mean, np.float32).reshape(-1, 1, 1)
+        self._std = np.asarray(preprocess.std, np.float32).reshape(-1, 1, 1)
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
+    def __call__(self, image: Image.Image, seed: Optional[int] = None) -> torch.Tensor:
+        """The model's float tensor for ``image``; random draws seeded by ``seed`` (None: torch's global RNG)."""
+        if image.size == self._fast_size and image.mode == self._mode:
+            array = np.asarray(image)
+            pixels = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+            if self.augment is not None:
+                pixels = self.augment.on_pixels(pixels, None if seed is None else torch.Generator().manual_seed(seed))
+            return torch.from_numpy(self._normalize(pixels))
+        if seed is None:
+            return self._pil(image)
+        saved = torch.get_rng_state()
+        torch.default_generator.manual_seed(seed)
+        try:
+            return self._pil(image)
+        finally:
+            torch.set_rng_state(saved)
+
+    def _normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (C, H, W) -> float32, in the operations and order of :meth:`Preprocess.__call__`."""
+        if self.preprocess.channel_order == "BGR":
+            pixels = pixels[::-1]
+        return np.ascontiguousarray((pixels.astype(np.float32) * self._scale - self._mean) / self._std)
+
+    def _pil(self, image: Image.Image) -> torch.Tensor:
         if self.augment is None:
             return self.preprocess(image)
         return self._tail(self.augment(image))
@@ -183,15 +240,11 @@ def _eval_preprocess(input_size: int, mean: tuple[float, ...], std: tuple[float,
 
 
 def _augmentation(input_size: int, recipe: _Recipe) -> Callable:
-    steps: list[Callable] = []
-    if input_size > SMALL_INPUT_MAX or recipe.random_resized_crop:
-        steps.append(T.RandomResizedCrop(input_size, antialias=True))
-    else:
+    if input_size <= SMALL_INPUT_MAX and not recipe.random_resized_crop:
         # CIFAR recipe (He et al. 2016, section 4.2): pad by 1/8 of the side, random crop.
-        steps += [T.Resize((input_size, input_size), antialias=True), T.RandomCrop(input_size, padding=input_size // 8)]
-    if recipe.flip:
-        steps.append(T.RandomHorizontalFlip())
-    return T.Compose(steps)
+        return _PadCropFlip(input_size, recipe.flip)
+    return T.Compose([T.RandomResizedCrop(input_size, antialias=True), *([T.RandomHorizontalFlip()] if recipe.flip
+                                                                         else [])])
 
 
 def _stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -252,24 +305,34 @@ def _fashion_mnist(directory: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple
 
 
 class _ZipReader:
-    """Reads members of a zip file; reopens the archive in each process (DataLoader workers fork)."""
+    """Reads members of a zip file; reopens the archive in each process (DataLoader workers fork).
+
+    Images of at most :data:`CACHE_MAX_PIXELS` pixels (all of CIFAR-10: 150 MB for the 50k training
+    images) are decoded once and kept, in the process that read them; callers treat them as read-only.
+    """
 
     def __init__(self, path: Path, members: list[str]) -> None:
         self.path, self.members = path, members
         self._zip: Optional[zipfile.ZipFile] = None
         self._pid = -1
+        self._cache: dict[int, Image.Image] = {}
 
     def __call__(self, index: int) -> Image.Image:
+        cached = self._cache.get(index)
+        if cached is not None:
+            return cached
         if self._zip is None or self._pid != os.getpid():
             self._zip = zipfile.ZipFile(self.path)
             self._pid = os.getpid()
         with self._zip.open(self.members[index]) as handle:
             image = Image.open(handle)
             image.load()
+        if image.width * image.height <= CACHE_MAX_PIXELS:
+            self._cache[index] = image
         return image
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "members": self.members, "_zip": None, "_pid": -1}
+        return {"path": self.path, "members": self.members, "_zip": None, "_pid": -1, "_cache": {}}
 
 
 def _zip_split(path: Path) -> tuple[list[str], list[int], list[str]]:

@@ -17,13 +17,16 @@ class TrainConfig:
     cosine or poly decay to zero. ``lr=None`` picks 0.4 x sqrt(batch/1024) for models
     with BatchNorm and 0.04 x batch/512 for SqueezeNet (no BN; see
     ``docs/small-inputs.md`` for why SqueezeNet needs the lower rate and the
-    classifier initialisation it gets).
+    classifier initialisation it gets). ``data_seed`` fixes the train/val split and the
+    ``train_limit``/``val_limit`` subsets independently of ``seed`` (default: ``seed``), so
+    several seeds can train on one fixed subset (``squeezelab sweep``).
     """
 
     model: str
     data: str = "digits"
     output: Optional[str] = None
     seed: int = 0
+    data_seed: Optional[int] = None
     input_size: Optional[int] = None
     epochs: int = 10
     batch_size: int = 64

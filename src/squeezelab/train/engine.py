@@ -42,6 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..compress.prune import apply_masks, load_masks
+from ..cpu import cpu_bf16_fast
 from ..data.datasets import SKIPPED_LABEL, SMALL_INPUT_MAX, DatasetBundle, EpochSampler, build_datasets
 from ..data.evaluate import EvalResult, evaluate_model
 from ..errors import SqueezelabError
@@ -54,8 +55,8 @@ from .recipe import recompute_bn_statistics, warmup_steps
 from .resume import explicit_fields, resume_config
 from .state import MASKS_FILE, STATE_FILE, CheckpointSaver, capture_rng, load_state, restore_rng
 
-__all__ = ["EvalResult", "LoopState", "TrainResult", "TrainingRun", "default_lr", "evaluate_model", "lr_factor",
-           "train", "train_one_epoch"]
+__all__ = ["EvalResult", "LoopState", "TrainResult", "TrainingRun", "choose_amp", "default_lr", "evaluate_model",
+           "lr_factor", "precision_label", "train", "train_one_epoch"]
 
 #: (base LR, batch) of the papers' solvers (shared/reference/models.md): SqueezeNet's Caffe solver
 #: (no BN) and SqueezeNext's (BN).
@@ -135,6 +136,30 @@ def _device(cfg: TrainConfig, ddp: _Dist) -> torch.device:
     if name != "cpu":
         raise SqueezelabError(f"unknown device {cfg.device!r}; use auto, cpu or cuda[:N]")
     return torch.device("cpu")
+
+
+def choose_amp(amp: str, device: torch.device, bf16_fast: Optional[bool] = None) -> tuple[Optional[torch.dtype], str]:
+    """The autocast dtype for ``--amp auto|on|off`` on ``device`` (None: FP32) and why it was chosen.
+
+    CUDA: bf16 where the GPU supports it, else fp16 (with a GradScaler). CPU: bf16, which
+    ``auto`` picks only where it is fast (``bf16_fast``, default :func:`squeezelab.cpu.cpu_bf16_fast`:
+    AVX512-BF16 or AMX, with PyTorch's kernels not capped below AVX-512). Elsewhere BF16 is
+    emulated and slower than FP32, so ``auto`` stays FP32 and ``on`` still forces it.
+    """
+    if amp == "off":
+        return None, "--amp off"
+    if device.type == "cuda":
+        return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16), f"--amp {amp}, CUDA"
+    if amp == "on":
+        return torch.bfloat16, "--amp on"
+    if bf16_fast if bf16_fast is not None else cpu_bf16_fast():
+        return torch.bfloat16, "auto: native BF16 on this CPU"
+    return None, "auto: no native BF16 on this CPU (or kernels capped below AVX-512)"
+
+
+def precision_label(amp_dtype: Optional[torch.dtype]) -> str:
+    """How the training step computes, for the log: ``fp32``, ``bf16 autocast`` or ``fp16 autocast``."""
+    return "fp32" if amp_dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype] + " autocast"
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
@@ -305,6 +330,8 @@ class TrainingRun:
     scaler: torch.amp.GradScaler
     use_amp: bool
     amp_dtype: torch.dtype
+    #: the log's precision note, e.g. ``bf16 autocast (auto: native BF16 on this CPU)``
+    precision: str
     base_lr: float
     steps_per_epoch: int
     workers: int
@@ -357,7 +384,8 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
         in_chans = cfg.in_chans or (pretrained[1].in_chans if pretrained else None)
     bundle = build_datasets(cfg.data, cfg.input_size, in_chans=in_chans, augment=cfg.augment,
                             val_fraction=cfg.val_fraction, train_limit=cfg.train_limit, val_limit=cfg.val_limit,
-                            seed=cfg.seed, pretrained=pretrained[1].preprocess if pretrained else None)
+                            seed=cfg.seed if cfg.data_seed is None else cfg.data_seed,
+                            pretrained=pretrained[1].preprocess if pretrained else None)
     if resume_state is not None:
         if int(resume_state["num_classes"]) != bundle.num_classes:
             raise SqueezelabError(f"cannot resume: the run had {resume_state['num_classes']} classes, "
@@ -381,8 +409,9 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    use_amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
-    amp_dtype = torch.bfloat16 if (device.type != "cuda" or torch.cuda.is_bf16_supported()) else torch.float16
+    chosen, why = choose_amp(cfg.amp, device)
+    use_amp, amp_dtype = chosen is not None, chosen or torch.bfloat16
+    precision = f"{precision_label(chosen)} ({why})"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     base_lr = cfg.lr if cfg.lr is not None else default_lr(_has_batchnorm(model), cfg.batch_size * ddp.world_size)
     optimizer = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=base_lr, momentum=cfg.momentum)
@@ -400,7 +429,7 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     workers = cfg.workers if cfg.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
     return TrainingRun(cfg, ddp, device, bundle, model, net, model_kwargs, optimizer, scheduler, scaler, use_amp,
-                       amp_dtype, base_lr, steps_per_epoch, workers, masks, init_note)
+                       amp_dtype, precision, base_lr, steps_per_epoch, workers, masks, init_note)
 
 
 def _reschedule(run: TrainingRun) -> tuple[float, float]:
@@ -421,17 +450,19 @@ def train_one_epoch(run: TrainingRun, loop: LoopState, stop: _StopFlag, saver: C
     _set_train_mode(run.model, cfg.freeze_features)
     progress = Progress(cfg.progress and ddp.is_main, run.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
     running = loop.running
+    # The epoch's loss and top-1 sums stay on the device (no host sync per step); they continue from the
+    # saved running sums, so an interrupted and resumed epoch adds in the same order as an uninterrupted one.
+    sums = torch.tensor([running["loss"], running["correct"]], dtype=torch.float64, device=device)
     tic = time.perf_counter()
     seen = 0
     interrupted = False
     for images, labels in loader:
+        n_valid = int((labels != SKIPPED_LABEL).sum())  # on the host copy: no device sync
+        running["skipped"] += len(labels) - n_valid
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        keep = labels != SKIPPED_LABEL
-        n_valid = int(keep.sum())
-        running["skipped"] += len(labels) - n_valid
         with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.use_amp):
             logits = run.net(images)
             loss = F.cross_entropy(logits.float(), labels, ignore_index=SKIPPED_LABEL,
@@ -462,16 +493,19 @@ def train_one_epoch(run: TrainingRun, loop: LoopState, stop: _StopFlag, saver: C
         loop.epoch_step += 1
         seen += len(labels)
         if n_valid:
-            running["loss"] += loss.item() * n_valid
-            running["correct"] += float((logits.argmax(1) == labels)[keep].sum())
+            with torch.no_grad():
+                sums[0] += loss.detach().double() * n_valid
+                sums[1] += (logits.argmax(1) == labels).sum()  # skipped samples (label -1) never match
             running["count"] += n_valid
         if cfg.after_step is not None:
             cfg.after_step(run.model)
-        progress.update(loop.epoch_step, running["loss"] / max(running["count"], 1), seen)
+        if progress.enabled:
+            progress.update(loop.epoch_step, sums[0].item() / max(running["count"], 1), seen)
         if stop.stop or bad[1] > 0:
             interrupted = True
             break
     progress.close()
+    running["loss"], running["correct"] = sums.tolist()
     running["seconds"] += time.perf_counter() - tic
     if interrupted:
         saver.save_state(_state_dict(run, loop))
@@ -577,7 +611,7 @@ def _drive(cfg: TrainConfig, explicit: set[str]) -> TrainResult:
               f"{len(bundle.val)} val images, {bundle.num_classes} classes, {bundle.input_size} px, "
               f"{run.model_kwargs or 'no overrides'}; {cfg.epochs} epochs x {run.steps_per_epoch} steps, batch "
               f"{cfg.batch_size} x {ddp.world_size} process(es), lr {run.base_lr:g} {cfg.schedule}, "
-              f"device {device}{', amp ' + str(run.amp_dtype).split('.')[-1] if run.use_amp else ''}")
+              f"device {device}, precision {run.precision}")
     if resume_state is not None:
         restore_rng(resume_state["rng"])
         if cfg.epochs != planned:

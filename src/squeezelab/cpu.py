@@ -1,0 +1,59 @@
+"""What the CPU can do: its x86 feature flags and whether PyTorch may use its BF16 instructions.
+
+Shared by the stages that pick kernels by CPU (INT8 compression, mixed-precision training).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+#: Flags that give native BF16 arithmetic (AVX512-BF16 dot products, AMX tiles).
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: Flags that give 8-bit dot products (AVX512-VNNI, AVX-VNNI, AMX): what makes INT8 inference fast.
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+#: The flags every benchmark records: the vector width and what decides INT8 and BF16 speed.
+REPORTED_FLAGS = ("avx2", "avx512f", *VNNI_FLAGS, *BF16_FLAGS, "amx_tile")
+#: ``ONEDNN_MAX_CPU_ISA`` values below AVX512_CORE_BF16 (oneDNN then emulates BF16).
+ONEDNN_BELOW_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"})
+
+
+def cpu_flag_set(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The flags of the first CPU listed in ``cpuinfo`` (empty where there is no such file, e.g. not Linux/x86)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as handle:
+            return frozenset(next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), ()))
+    except OSError:
+        return frozenset()
+
+
+def cpu_flags(names: tuple[str, ...] = REPORTED_FLAGS) -> dict[str, bool]:
+    """Whether this CPU has each of ``names`` (all False where ``/proc/cpuinfo`` is missing)."""
+    flags = cpu_flag_set()
+    return {name: name in flags for name in names}
+
+
+def has_vnni() -> bool:
+    """True when this CPU has 8-bit dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX)."""
+    return any(cpu_flags(VNNI_FLAGS).values())
+
+
+def torch_bf16_native() -> bool:
+    """True when PyTorch runs BF16 with native instructions: oneDNN's BF16 convolutions and AVX-512 ATen kernels.
+
+    False when the CPU or PyTorch build lacks them, when ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``)
+    caps oneDNN below AVX512_CORE_BF16, or when ``ATEN_CPU_CAPABILITY`` caps ATen below AVX-512: BF16 is
+    then emulated and slower than FP32.
+    """
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if cap in ONEDNN_BELOW_BF16 or not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def cpu_bf16_fast(flags: frozenset[str] | None = None, native: bool | None = None) -> bool:
+    """Whether BF16 autocast should speed up training on this CPU: a BF16 flag and uncapped oneDNN kernels."""
+    flags = cpu_flag_set() if flags is None else flags
+    native = torch_bf16_native() if native is None else native
+    return native and any(flag in flags for flag in BF16_FLAGS)
