@@ -1,11 +1,13 @@
 """What the CPU can do: its x86 feature flags and whether PyTorch may use its BF16 instructions.
 
-Shared by the stages that pick kernels by CPU (INT8 compression, mixed-precision training).
+Shared by the stages that pick kernels by CPU (INT8 compression, mixed-precision training) and by the
+benchmarks' machine records.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import torch
 
@@ -19,13 +21,23 @@ REPORTED_FLAGS = ("avx2", "avx512f", *VNNI_FLAGS, *BF16_FLAGS, "amx_tile")
 ONEDNN_BELOW_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"})
 
 
-def cpu_flag_set(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The flags of the first CPU listed in ``cpuinfo`` (empty where there is no such file, e.g. not Linux/x86)."""
+def _cpuinfo_field(field: str, cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
+    """The value of the first ``field`` line of ``cpuinfo`` (None where there is no such file or line)."""
     try:
         with open(cpuinfo, encoding="utf-8") as handle:
-            return frozenset(next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), ()))
+            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith(field)), None)
     except OSError:
-        return frozenset()
+        return None
+
+
+def cpu_flag_set(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The flags of the first CPU listed in ``cpuinfo`` (empty where there is no such file, e.g. not Linux/x86)."""
+    return frozenset((_cpuinfo_field("flags", cpuinfo) or "").split())
+
+
+def cpu_model_name() -> Optional[str]:
+    """The CPU's model name from ``/proc/cpuinfo`` (e.g. ``AMD EPYC 9R14``), None where there is none."""
+    return _cpuinfo_field("model name")
 
 
 def cpu_flags(names: tuple[str, ...] = REPORTED_FLAGS) -> dict[str, bool]:

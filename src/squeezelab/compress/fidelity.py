@@ -15,7 +15,6 @@ KL(parent || child) measure the same loss without needing labels.
 from __future__ import annotations
 
 import functools
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +27,12 @@ from PIL import Image
 from ..data.preprocess import Preprocess, image_files, read_image
 from ..errors import SqueezelabError
 from ..io import PathLike
-from ..weights.imagenet import imagenet_wnids
+from ..weights.imagenet import imagenet_label_of_file
 
 Logits = Callable[[torch.Tensor], torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]
 CIFAR_TEST_ZIP = "cifar10_test_jpeg.zip"
 IMAGENET_SAMPLES = Path("images") / "imagenet_samples_100"
-_WNID = re.compile(r"^(n\d{8})_")
 
 
 @dataclass
@@ -163,12 +161,9 @@ def folder_images(folder: PathLike, preprocess: Preprocess, *, limit: Optional[i
     files = _spaced(image_files(root), limit)
     if not files:
         raise SqueezelabError(f"no images in {root}")
-    index = {w: i for i, w in enumerate(imagenet_wnids())}
-    labels = []
-    for path in files:
-        match = _WNID.match(path.name)
-        labels.append(index.get(match.group(1), -1) if match else -1)
-    return ImageBatches([functools.partial(read_image, p) for p in files], labels, preprocess, batch_size)
+    labels = [imagenet_label_of_file(path.name) for path in files]
+    return ImageBatches([functools.partial(read_image, p) for p in files], [-1 if label is None else label
+                                                                          for label in labels], preprocess, batch_size)
 
 
 def pil_images(images: Sequence[Image.Image], preprocess: Preprocess, *, batch_size: int = 64) -> ImageBatches:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from ..cpu import cpu_model_name
 from ..extras import require
 
 #: Timed calls per candidate per round, and untimed calls before them (see the module docstring).
@@ -134,14 +135,8 @@ def machine_info() -> dict[str, Any]:
     """CPU, core count, load average, threads and library versions, for every benchmark record."""
     onnxruntime = require("onnxruntime", "timing ONNX Runtime")
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_model_name() or platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "capability": torch.backends.cpu.get_cpu_capability(),
         "load_average": [round(v, 2) for v in os.getloadavg()],

@@ -18,7 +18,6 @@ order, with a warning when the model has ImageNet's 1000 classes.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,9 +34,8 @@ from ..errors import SqueezelabError
 from ..extras import require
 from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta
-from ..weights.imagenet import imagenet_wnids
+from ..weights.imagenet import imagenet_label_of_file, imagenet_wnid_index
 
-_WNID = re.compile(r"^(n\d{8})(?:_|$)")
 
 
 @dataclass
@@ -57,7 +55,7 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
         raise SqueezelabError(f"data folder {root} does not exist or is not a folder")
     entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     folders = [p for p in entries if p.is_dir()]
-    wnid_index = {w: i for i, w in enumerate(imagenet_wnids())} if meta.num_classes == 1000 else {}
+    wnid_index = imagenet_wnid_index() if meta.num_classes == 1000 else {}
     skipped: list[Path] = []
     samples: list[tuple[Path, int]] = []
     warnings: list[str] = []
@@ -87,9 +85,9 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
     else:
         layout = "imagenet flat (label = wnid in the file name)"
         for path in entries:
-            match = _WNID.match(path.name)
-            if is_image_file_name(path) and match and match.group(1) in wnid_index:
-                samples.append((path, wnid_index[match.group(1)]))
+            label = imagenet_label_of_file(path.name) if wnid_index and is_image_file_name(path) else None
+            if label is not None:
+                samples.append((path, label))
             else:
                 skipped.append(path)
     if not samples:

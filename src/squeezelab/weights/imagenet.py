@@ -6,8 +6,13 @@ torchvision and timm (the sorted WordNet ids of the ILSVRC-2012 classes).
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib import resources
+from typing import Optional
+
+#: ImageNet's validation/sample file naming: the class's wnid, an underscore, anything (``n01440764_123.JPEG``).
+_WNID_FILE_NAME = re.compile(r"^(n\d{8})_")
 
 
 @lru_cache(maxsize=1)
@@ -24,6 +29,18 @@ def _synsets() -> tuple[tuple[str, str], ...]:
 def imagenet_wnids() -> list[str]:
     """WordNet ids (``n01440764`` ...) in class-index order."""
     return [wnid for wnid, _ in _synsets()]
+
+
+@lru_cache(maxsize=1)
+def imagenet_wnid_index() -> dict[str, int]:
+    """WordNet id -> class index (treat as read-only: it is shared)."""
+    return {wnid: index for index, (wnid, _) in enumerate(_synsets())}
+
+
+def imagenet_label_of_file(name: str) -> Optional[int]:
+    """The class index of a file named ``nXXXXXXXX_*`` after an ImageNet wnid, else None."""
+    match = _WNID_FILE_NAME.match(name)
+    return imagenet_wnid_index().get(match.group(1)) if match else None
 
 
 def imagenet_categories() -> list[str]:
