@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The CIFAR-10 test zip, when it sits beside the checkout: the demo scores the trained checkpoints on it.
+DEMO_DATA := $(if $(wildcard ../shared/data/cifar10_test_jpeg.zip),--data ../shared/data)
 
 .PHONY: demo test install clean
 
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/squeezelab demo --output demo_report
+	$(BIN)/squeezelab demo --output demo_report $(DEMO_DATA)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15 -q

@@ -58,7 +58,8 @@ def main() -> None:
             start = time.perf_counter()
             result = train(TrainConfig(meta.architecture, data=args.data, pretrained=str(pruned_ckpt),
                                        input_size=meta.preprocess.crop, model_kwargs=meta.model_kwargs,
-                                       epochs=args.epochs, lr=args.lr, warmup_epochs=0.0, threads=args.threads,
+                                       epochs=args.epochs, optimizer="sgd", lr=args.lr, warmup_epochs=0.0,
+                                       threads=args.threads,
                                        train_limit=args.train_limit, val_limit=args.val_limit, progress=False,
                                        output=str(Path(tmp) / f"retrain_{density}"), after_step=ApplyMasks(masks)))
             seconds = time.perf_counter() - start

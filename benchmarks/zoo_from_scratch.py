@@ -1,9 +1,8 @@
 """Every zoo model trained from scratch with the default recipe on real data (scikit-learn's digits).
 
 For each registered model: ``squeezelab.train.train`` with nothing but the data,
-the input size and the epoch count set (SGD momentum 0.9, weight decay 5e-4,
-lr 0.1 x batch/256 with BatchNorm or 0.04 x batch/256 without, 1 warmup epoch,
-cosine, batch 64, seed 0, small-input stems for <= 64 px). Inputs are 16 px,
+the input size and the epoch count set: the default recipe of docs/training.md
+("Recipe"), batch 64, seed 0, small-input stems for <= 64 px. Inputs are 16 px,
 or the model's smallest input when that is larger (the chapter's networks have
 no small-input stem). Prints a table and writes JSON:
 

@@ -122,6 +122,7 @@ CASES = [
     # demo
     ("demo --quick -o {d}/img.png", "not a folder"),
     ("demo --quick -o {d}/img.png/sub", "is a file"),
+    ("demo --quick -o {d}/report --data {d}/missing", "no such folder"),
     # convert
     ("convert {d}/w.xml -o {d}/w.bin", "over the input"),
     ("convert {d}/w.xml -o {d}/w.xml", "over the input"),
@@ -160,6 +161,7 @@ CASES = [
     ("eval squeezenet1_1 " + W + " --data {d}/bombdata --workers 0 --no-progress --json {d}/r.json",
      "too large to decode"),
     ("eval squeezenet1_1 " + W + " --data {d}/missing", "does not exist"),
+    ("eval squeezenet1_1 " + W + " --data cifar10:{d}/missing", "cifar10_test_jpeg.zip not found"),
     ("eval squeezenet1_1 --weights {d}/nan.safetensors --data {d}/data --json {d}/r.json", "NaN"),
     # simulate
     ("simulate sqnxt23_w1 --input-size 0", "--input-size"),

@@ -66,6 +66,23 @@ def test_fashion_mnist_idx_reader(tmp_path: Path) -> None:
         build_datasets(f"fashion-mnist:{tmp_path}")
 
 
+def test_fashion_mnist_augmentation_flips_but_never_shifts(tmp_path: Path) -> None:
+    """Fashion-MNIST's products are centred on the canvas, so its augmentation is the flip alone
+    (docs/training.md, "Short schedules"); CIFAR-style data still get the pad-and-crop shift."""
+    images = np.random.default_rng(1).integers(0, 256, size=(4, 28, 28), dtype=np.uint8)
+    for split in ("train", "t10k"):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.arange(4))
+    plain = build_datasets(f"fashion-mnist:{tmp_path}", 28, augment=False).train[2][0]
+    augmented = build_datasets(f"fashion-mnist:{tmp_path}", 28).train
+    views = [augmented[(2, seed)][0] for seed in range(16)]
+    assert all(torch.equal(v, plain) or torch.equal(v, plain.flip(-1)) for v in views)
+    assert any(torch.equal(v, plain.flip(-1)) for v in views) and any(torch.equal(v, plain) for v in views)
+    digits_plain = build_datasets("digits", 16, augment=False).train[3][0]
+    digits = build_datasets("digits", 16).train
+    assert any(not torch.equal(digits[(3, seed)][0], digits_plain) for seed in range(16))
+
+
 def test_epoch_sampler_is_distributed_sampler_with_seeds() -> None:
     data = list(range(10))
     for rank in range(2):

@@ -155,7 +155,8 @@ def test_demo_stage_with_and_without_offline_weights(tmp_path, monkeypatch):
     monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
     bundled = DemoContext(Report(tmp_path / "bundled"), quick=True)
     pretrained_stage(bundled)  # the upstream files that ship with the package, no download
-    assert bundled.artifacts["pretrained_weights"] == sorted(registry.WEIGHTS)
+    assert bundled.artifacts["pretrained_weights"] == sorted(n for n, e in registry.WEIGHTS.items()
+                                                             if e.dataset == "imagenet")
     assert "Weights not found locally" not in (tmp_path / "bundled" / "report.md").read_text()
     monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "no-bundle")
     bare = DemoContext(Report(tmp_path / "bare"), quick=True)

@@ -8,8 +8,8 @@ SqueezeNext run on digits ended at 49% on an AVX-512 CPU and 80% under
 trains the same seeded runs under two kernel sets, in subprocesses, and checks that
 both stay finite and below 3 x ln(10) validation loss, reach the floor, and land
 close to each other. Floors and margins come from ``benchmarks/recipe_spread.py``
-(5 seeds x 4 kernel sets, ``benchmarks/results/recipe_spread.json``, docs/training.md
-"Portability").
+(5 seeds x 4 kernel sets, ``benchmarks/results/recipe_spread.json`` and, for squeezenet1_1 with
+AdamW, ``recipe_spread_adamw.json``; docs/training.md "Portability").
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def _train_under(model: str, isa: str) -> dict:
 
 
 # (model, floor, margin): floor = lowest best top-1 measured minus about 8-10 points; margin = the widest
-# spread measured between kernel sets for one seed (squeezenet1_1 10.9, sqnxt23_w1 34.5 points) plus margin.
-@pytest.mark.parametrize("model, floor, margin", [("squeezenet1_1", 20.0, 15.0), ("sqnxt23_w1", 30.0, 45.0)])
+# spread measured between kernel sets for one seed (squeezenet1_1 with AdamW 27.9, sqnxt23_w1 34.5 points)
+# plus margin.
+@pytest.mark.parametrize("model, floor, margin", [("squeezenet1_1", 15.0, 35.0), ("sqnxt23_w1", 30.0, 45.0)])
 def test_same_seeded_run_agrees_across_kernel_sets(model: str, floor: float, margin: float) -> None:
     sse41, avx2 = _train_under(model, "SSE41"), _train_under(model, "AVX2")
     for run in (sse41, avx2):

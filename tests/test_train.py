@@ -40,14 +40,16 @@ def _digit_folder(root: Path, per_class: int = 12) -> Path:
 
 
 def test_digits_training_far_above_chance(tmp_path: Path) -> None:
-    """squeezenet1_1 (small_input stem, conv10 bias fix), default recipe, digits at 8 px, 6 epochs (chance 10%).
+    """squeezenet1_1 (small_input stem, conv10 bias fix), default recipe (AdamW), digits at 8 px, 6 epochs
+    (chance 10%; 15% is 3 standard errors above it on 359 images).
 
-    Measured over 5 seeds x 4 CPU kernel sets (benchmarks/recipe_spread.py): best val top-1 28.4-52.4%,
-    mean 39.9%; the threshold keeps a margin of about 8 points below the lowest run.
+    Measured over 5 seeds x 4 CPU kernel sets (benchmarks/recipe_spread.py,
+    benchmarks/results/recipe_spread_adamw.json): best val top-1 23.1-52.4%, mean 38.2%; the threshold
+    keeps a margin of about 8 points below the lowest run.
     """
     result = train(TrainConfig("squeezenet1_1", data="digits", input_size=8, epochs=6, threads=1, progress=False,
                                output=str(tmp_path / "run")))
-    assert result.best_top1 >= 20.0, result.history
+    assert result.best_top1 >= 15.0, result.history
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"best.safetensors", "last.safetensors", "state.pt", "metrics.json", "metrics.csv", "curves.png",
             "config.json"} <= files
@@ -72,6 +74,21 @@ def test_squeezenext_default_recipe_reaches_high_accuracy_on_digits(tmp_path: Pa
     assert result.best_top1 >= 30.0, result.history
     assert all(row["val_loss"] < 3 * math.log(10) for row in result.history), result.history
 
+
+
+@pytest.mark.parametrize("model, optimizer, lr, decay, state_key", [
+    ("squeezenet1_1", "AdamW", 0.002, 0.05, "exp_avg"),  # no BatchNorm: AdamW, 0.002 at batch 64
+    ("sqnxt23_w1", "SGD", 0.1, 0.0005, "momentum_buffer"),  # BatchNorm: the paper's SGD, 0.4 x sqrt(64/1024)
+])
+def test_default_optimizer_follows_batchnorm(model: str, optimizer: str, lr: float, decay: float, state_key: str,
+                                             tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train(TrainConfig(model, epochs=1, **{**TINY, "batch_size": 64}, output=str(tmp_path / "run")))
+    assert f"{optimizer} lr {lr:g} weight decay {decay:g}" in capsys.readouterr().out
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["config"]["optimizer"] == "auto" and state["config"]["weight_decay"] is None
+    assert all(state_key in s for s in state["optimizer"]["state"].values())
+    groups = state["optimizer"]["param_groups"]
+    assert groups[0]["weight_decay"] == pytest.approx(decay) and groups[1]["weight_decay"] == 0.0
 
 
 def test_resume_is_bit_identical(tmp_path: Path) -> None:

@@ -219,3 +219,20 @@ def test_fine_tune_resumes_without_its_pretrained_file(tmp_path: Path) -> None:
     ckpt.unlink()  # the run's state holds the weights; --pretrained is not read again
     assert _cli(["train", "--resume", str(cut)]) == 0
     _assert_same_run(full.run_dir, cut)
+
+
+def test_run_saved_before_the_optimizer_option_resumes_with_sgd(full_run: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A run whose saved configuration has no ``optimizer`` (made when SGD was the only one) resumes
+    with SGD, not with today's ``auto`` (AdamW for SqueezeNet): it stays the run it was."""
+    stopped = tmp_path / "stopped"
+    assert _cli(["train", "squeezenet1_1", *CLI_RECIPE, *RUNTIME, "-o", str(stopped), "--optimizer", "sgd",
+                 "--stop-after", "1"]) == 0
+    state = torch.load(stopped / "state.pt", weights_only=True)
+    del state["config"]["optimizer"]
+    torch.save(state, stopped / "state.pt")
+    capsys.readouterr()
+    assert _cli(["train", "--resume", str(stopped), *RUNTIME]) == 0
+    assert "SGD lr 0.02" in capsys.readouterr().out
+    saved = torch.load(stopped / "state.pt", weights_only=True)
+    assert saved["config"]["optimizer"] == "sgd" and "momentum_buffer" in str(saved["optimizer"]["state"])

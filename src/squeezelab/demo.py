@@ -14,7 +14,7 @@ import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .analysis import count_macs, count_params
 from .io import atomic_path, atomic_write_text
@@ -54,6 +54,8 @@ class DemoContext:
     report: Report
     quick: bool = False
     artifacts: dict[str, Any] = field(default_factory=dict)
+    #: a folder laid out like shared/data (the CIFAR-10 zips), for the stages that use it when it is there
+    data_dir: Optional[Path] = None
 
     @property
     def root(self) -> Path:
@@ -87,6 +89,7 @@ def zoo_stage(ctx: DemoContext) -> None:
 STAGES: list[tuple[str, str]] = [
     ("zoo", "squeezelab.demo:zoo_stage"),
     ("pretrained", "squeezelab.inference.demo:pretrained_stage"),
+    ("cifar10", "squeezelab.inference.demo:cifar10_stage"),
     ("train", "squeezelab.train.demo:train_stage"),
     ("hwsim", "squeezelab.hwsim.demo:stage"),
     ("analysis", "squeezelab.analysis.demo:stage"),
@@ -100,9 +103,10 @@ def _load_stage(target: str) -> Callable[[DemoContext], None]:
     return getattr(importlib.import_module(module), func)
 
 
-def run_demo(output_dir: str | Path = "demo_report", quick: bool = False, log: Callable[[str], None] = print) -> Path:
+def run_demo(output_dir: str | Path = "demo_report", quick: bool = False, log: Callable[[str], None] = print,
+             data_dir: Optional[str | Path] = None) -> Path:
     """Run every stage, writing the report into ``output_dir``; returns the report path."""
-    ctx = DemoContext(Report(Path(output_dir)), quick=quick)
+    ctx = DemoContext(Report(Path(output_dir)), quick=quick, data_dir=Path(data_dir) if data_dir else None)
     ctx.root.mkdir(parents=True, exist_ok=True)
     for name, target in STAGES:
         start = time.perf_counter()

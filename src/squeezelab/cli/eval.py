@@ -13,10 +13,12 @@ from .args import batch_size, check_outputs, int_range, warn, weights_inputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("eval", help="top-1/top-5 accuracy on an ImageFolder or ImageNet-sample folder")
+    p = subparsers.add_parser("eval", help="top-1/top-5 accuracy on an ImageFolder, ImageNet-sample folder or "
+                                           "the CIFAR-10 test zip")
     p.add_argument("model", help="model name (checked against the weights' architecture)")
     p.add_argument("--weights", required=True, help="registered name (see 'squeezelab convert --list') or a file")
-    p.add_argument("--data", required=True, help="class folders (sorted order = class index) or nXXXXXXXX_*.JPEG files")
+    p.add_argument("--data", required=True, help="class folders (sorted order = class index), nXXXXXXXX_*.JPEG files, "
+                                                 "or cifar10:DIR (the test zip in DIR) for CIFAR-10 weights")
     p.add_argument("--batch-size", type=batch_size, default=50)
     p.add_argument("--workers", type=int_range(0, 64, what="a worker count"), default=min(4, os.cpu_count() or 1),
                    help="data loader processes (0: load in this process)")

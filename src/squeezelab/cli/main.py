@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "convert real SqueezeNet weights (Deep Compression, OpenVINO, ncnn) to a squeezelab "
                 ".safetensors checkpoint"),
     "predict": ("predict", "top-k classes of images (preprocessing from the weights' metadata)"),
-    "eval": ("eval", "top-1/top-5 accuracy on an ImageFolder or ImageNet-sample folder"),
+    "eval": ("eval", "top-1/top-5 accuracy on an ImageFolder, ImageNet-sample folder or the CIFAR-10 test zip"),
     "simulate": ("simulate", "simulate a model on a systolic-array accelerator (SCALE-Sim cycles, energy)"),
     "train": ("train", "train or fine-tune a model on digits, Fashion-MNIST, CIFAR-10 zips or an image folder"),
     "sweep": ("sweep", "train SqueezeNet's design space (Figure 3 SR/pct3x3 sweeps, Table 3 bypass) with seeds and "

@@ -53,10 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                          "stems")
     p.add_argument("--epochs", type=positive_int, help="default 10")
     p.add_argument("--batch-size", "-b", type=batch_size, help="per process (default 64)")
+    p.add_argument("--optimizer", choices=("auto", "sgd", "adamw"),
+                   help="default auto: SGD with momentum for models with BatchNorm, AdamW for SqueezeNet (no BN)")
     p.add_argument("--lr", type=positive_float,
-                   help="base LR (default 0.04 x batch/512 for SqueezeNet, 0.4 x sqrt(batch/1024) with BN)")
-    p.add_argument("--momentum", type=float_range(0.0, 1.0, high_open=True), help="default 0.9")
-    p.add_argument("--weight-decay", type=non_negative_float, help="default 5e-4")
+                   help="base LR (default: SGD 0.4 x sqrt(batch/1024) with BN, 0.04 x batch/512 without; "
+                        "AdamW 0.002 x sqrt(batch/64))")
+    p.add_argument("--momentum", type=float_range(0.0, 1.0, high_open=True), help="SGD momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=non_negative_float, help="default 5e-4 for SGD, 0.05 for AdamW")
     p.add_argument("--schedule", choices=("cosine", "poly"), help="default cosine")
     p.add_argument("--warmup-epochs", type=non_negative_float, help="default 1")
     p.add_argument("--label-smoothing", type=float_range(0.0, 1.0, high_open=True), help="default 0")

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..data.datasets import zip_split
 from ..data.preprocess import Preprocess, image_files, read_image
 from ..errors import SqueezelabError
 from ..io import PathLike
@@ -141,13 +142,8 @@ def cifar10_images(preprocess: Preprocess, *, data_dir: PathLike, split: str = "
     if split not in ("test", "train"):
         raise SqueezelabError(f"CIFAR-10 split must be 'test' or 'train', got {split!r}")
     path = Path(data_dir) / f"cifar10_{split}_jpeg.zip"
-    if not path.is_file():
-        raise SqueezelabError(f"{path} not found; pass the folder that holds {path.name}")
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise SqueezelabError(f"{path} is not a readable zip file ({exc})") from None
-    members = _spaced(sorted(n for n in archive.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png"))), limit)
+    members = _spaced(zip_split(path)[0], limit)
+    archive = zipfile.ZipFile(path)
     return ImageBatches([_ZipImage(archive, m) for m in members], [-1] * len(members), preprocess, batch_size)
 
 

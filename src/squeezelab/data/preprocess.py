@@ -29,6 +29,10 @@ from ..errors import SqueezelabError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (104.0, 117.0, 123.0)
+#: CIFAR-10 training-set channel statistics (pixels / 255) and its classes, in label order.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 #: What PIL's decoders raise on a file they cannot decode (besides DecompressionBombError).
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, KeyError,
                  ZeroDivisionError, NotImplementedError, MemoryError)
@@ -233,6 +237,8 @@ def _pixels(image: Image.Image) -> torch.Tensor:
 
 #: torchvision's ImageNet recipe (RGB/255, mean/std, antialiased bilinear resize of the short side to 256, crop 224).
 TORCHVISION = Preprocess()
+#: squeezelab's CIFAR-10 training and evaluation at 32 px (``squeezelab train --data cifar10:DIR``).
+CIFAR10_32 = Preprocess(crop=32, resize=32, resize_mode="squash", mean=CIFAR10_MEAN, std=CIFAR10_STD)
 #: Caffe SqueezeNet: BGR 0..255 minus [104, 117, 123], OpenCV bilinear 256x256, then centre crop 227.
 CAFFE = Preprocess(crop=227, resize=256, resize_mode="squash", channel_order="BGR", scale=1.0, mean=CAFFE_BGR_MEAN,
                    std=(1.0, 1.0, 1.0), antialias=False)

@@ -10,6 +10,10 @@ Two layouts (``docs/weights.md``):
 * ImageNet flat: files named ``nXXXXXXXX_anything.JPEG`` in one folder (e.g.
   ``shared/data/images/imagenet_samples_100``); the label is the wnid's index.
 
+``cifar10:DIR`` instead of a folder evaluates on the 10k images of ``DIR/cifar10_test_jpeg.zip``
+(the test set ``squeezelab train --data cifar10:DIR`` validates on), for weights whose categories
+are CIFAR-10's.
+
 Files without an image extension are skipped and counted; an image file that
 does not decode (or is a decompression bomb) is a one-line error naming it.
 Folder names that are neither wnids nor category names fall back to sorted
@@ -28,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.datasets import SKIPPED_LABEL, cifar10_test_set
 from ..data.evaluate import evaluate_model
 from ..data.preprocess import Preprocess, is_image_file_name, read_image
 from ..errors import SqueezelabError
@@ -96,6 +101,30 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
     return LabelledImages(samples, layout, skipped, warnings)
 
 
+CIFAR10_PREFIX = "cifar10:"
+
+
+class _Cifar10Test(Dataset):
+    """The CIFAR-10 test zip as (input, label in the weights' category order, error) triples."""
+
+    def __init__(self, directory: str, meta: CheckpointMeta) -> None:
+        self.images, classes = cifar10_test_set(directory, meta.preprocess)
+        if sorted(meta.categories) != classes:
+            raise SqueezelabError(f"these weights' {meta.num_classes} categories are not CIFAR-10's "
+                                  f"({', '.join(classes)}); evaluate CIFAR-10 weights on cifar10:DIR, or pass a "
+                                  f"labelled image folder")
+        self.label_of = [meta.categories.index(name) for name in classes]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        image, label = self.images[index]
+        if label == SKIPPED_LABEL:
+            return image, label, f"image {index} of the CIFAR-10 test zip does not decode"
+        return image, self.label_of[label], ""
+
+
 class _ImageDataset(Dataset):
     def __init__(self, samples: list[tuple[Path, int]], preprocess: Preprocess) -> None:
         self.samples = samples
@@ -127,17 +156,20 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
     """
     if batch_size < 1 or workers < 0:
         raise SqueezelabError(f"need batch size >= 1 and workers >= 0, got {batch_size} and {workers}")
-    found = scan_images(data_dir, meta)
-    for message in found.warnings if warn is not None else ():
-        warn(message)
-    loader = DataLoader(_ImageDataset(found.samples, meta.preprocess), batch_size=batch_size, num_workers=workers,
-                        shuffle=False)
+    if str(data_dir).lower().startswith(CIFAR10_PREFIX):
+        dataset, layout, skipped = _Cifar10Test(str(data_dir)[len(CIFAR10_PREFIX):], meta), "cifar10 test zip", []
+    else:
+        found = scan_images(data_dir, meta)
+        for message in found.warnings if warn is not None else ():
+            warn(message)
+        dataset, layout, skipped = _ImageDataset(found.samples, meta.preprocess), found.layout, found.skipped
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     start = time.perf_counter()
     bar = None
     if progress:
         tqdm = require("tqdm", "the progress bar").tqdm
 
-        bar = tqdm(total=len(found.samples), unit="img", file=sys.stderr, desc="eval")
+        bar = tqdm(total=len(dataset), unit="img", file=sys.stderr, desc="eval")
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels, errors in loader:
@@ -153,7 +185,7 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
     finally:
         if bar is not None:
             bar.close()
-    count = len(found.samples)
+    count = len(dataset)
     seconds = time.perf_counter() - start
     names = meta.categories
     return {
@@ -162,9 +194,9 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
         "count": count,
         "correct_top1": result.correct_top1,
         "correct_top5": result.correct_top5,
-        "skipped": len(found.skipped),
-        "skipped_files": [str(p) for p in found.skipped[:20]],
-        "layout": found.layout,
+        "skipped": len(skipped),
+        "skipped_files": [str(p) for p in skipped[:20]],
+        "layout": layout,
         "seconds": round(seconds, 3),
         "images_per_second": round(count / seconds, 2) if seconds > 0 else None,
         "per_class": {

@@ -42,6 +42,8 @@ def validate_config(cfg: TrainConfig) -> None:
         raise SqueezelabError("--resume continues a run and --overwrite replaces it; pass one of them")
     if cfg.schedule not in ("cosine", "poly"):
         raise SqueezelabError(f"unknown schedule {cfg.schedule!r}; use cosine or poly")
+    if cfg.optimizer not in ("auto", "sgd", "adamw"):
+        raise SqueezelabError(f"unknown optimizer {cfg.optimizer!r}; use auto, sgd or adamw")
 
 
 def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:

@@ -12,14 +12,15 @@ from torch import nn
 class TrainConfig:
     """Everything :func:`squeezelab.train.train` needs; defaults are the recipe of ``docs/training.md``.
 
-    The recipe follows the papers: SGD with momentum 0.9 and weight decay
-    (SqueezeNet section 4 / SqueezeNext section 5), a linear warmup then
-    cosine or poly decay to zero. ``lr=None`` picks 0.4 x sqrt(batch/1024) for models
-    with BatchNorm and 0.04 x batch/512 for SqueezeNet (no BN; see
-    ``docs/small-inputs.md`` for why SqueezeNet needs the lower rate and the
-    classifier initialisation it gets). ``data_seed`` fixes the train/val split and the
-    ``train_limit``/``val_limit`` subsets independently of ``seed`` (default: ``seed``), so
-    several seeds can train on one fixed subset (``squeezelab sweep``).
+    The recipe: ``optimizer="auto"`` is the papers' SGD with momentum 0.9 and weight decay
+    5e-4 (SqueezeNext section 5) for models with BatchNorm, and AdamW (weight decay 0.05)
+    for SqueezeNet, which has none (docs/training.md, "Short schedules"); a linear warmup
+    then cosine or poly decay to zero. ``lr=None`` picks 0.4 x sqrt(batch/1024) for SGD with
+    BatchNorm, 0.04 x batch/512 for SGD without (the Caffe solver; see ``docs/small-inputs.md``)
+    and 0.002 x sqrt(batch/64) for AdamW; ``weight_decay=None`` the optimizer's default.
+    ``data_seed`` fixes the train/val split and the ``train_limit``/``val_limit`` subsets
+    independently of ``seed`` (default: ``seed``), so several seeds can train on one fixed
+    subset (``squeezelab sweep``).
     """
 
     model: str
@@ -31,8 +32,9 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: Optional[float] = None
+    optimizer: str = "auto"
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: Optional[float] = None
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0

@@ -14,6 +14,8 @@ RUNTIME_FIELDS = frozenset({"output", "resume", "overwrite", "stop_after", "prog
 #: Where the run computes: restored from the saved run unless given, and a given value is not a conflict
 #: (another thread count or device may change the last bits of the result).
 ADJUSTABLE_FIELDS = frozenset({"device", "workers", "threads"})
+#: What a field newer than a saved run meant when the run was made (runs before ``optimizer`` used SGD).
+LEGACY_VALUES: dict[str, Any] = {"optimizer": "sgd"}
 
 
 def explicit_fields(cfg: TrainConfig) -> set[str]:
@@ -42,9 +44,11 @@ def resume_config(cfg: TrainConfig, saved: dict[str, Any], explicit: Collection[
     """
     restored: dict[str, Any] = {}
     for name in sorted(TrainConfig.field_names() - RUNTIME_FIELDS):
-        if name not in saved or (name in ADJUSTABLE_FIELDS and name in explicit):
-            continue  # a field newer than the run, or a given device/thread count: this call's value
-        given, value = getattr(cfg, name), saved[name]
+        if name in ADJUSTABLE_FIELDS and name in explicit:
+            continue  # a given device/thread count: this call's value
+        if name not in saved and name not in LEGACY_VALUES:
+            continue  # a field newer than the run with no legacy meaning: this call's value
+        given, value = getattr(cfg, name), saved.get(name, LEGACY_VALUES.get(name))
         if name in explicit and not _same_setting(name, given, value):
             if name == "epochs" and given > value:
                 continue

@@ -9,7 +9,8 @@ test images. Variants:
 * ``torchvision+bias``: the same with conv10's bias initialised to
   :data:`~squeezelab.models.squeezenet.CONV10_BIAS_INIT` (squeezelab's default);
 * ``squeezelab``: ``create_model("squeezenet1_1", small_input=True)`` with the
-  training defaults (lr 0.04 x 64/512, one warmup epoch, cosine);
+  SGD training defaults of the time (lr 0.04 x 64/512, one warmup epoch, cosine; SqueezeNet
+  trains with AdamW by default now, docs/training.md "Short schedules");
 * ``small-cnn``: two conv layers and two FC layers, lr 0.01 (the reference).
 
 Each epoch prints test accuracy and the share of images whose ten logits are

@@ -2,7 +2,8 @@
 
 ``fetch_weights(name)`` returns the local path of an entry's main file. It looks,
 in order, in the local folders (``$SQUEEZELAB_WEIGHTS_DIR``, ``os.pathsep``
-separated, then the upstream files bundled in ``squeezelab/weights/upstream``),
+separated, then the upstream files bundled in ``squeezelab/weights/upstream`` and
+the checkpoints squeezelab trained, bundled in ``squeezelab/weights/trained``),
 then in the cache (``$SQUEEZELAB_CACHE``, else ``$XDG_CACHE_HOME/squeezelab`` or
 ``~/.cache/squeezelab``), then downloads the upstream URL into the cache. Every
 file is checked against its sha256 wherever it comes from; a download is
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..data.preprocess import CAFFE, CAFFE_SQUASH_227, TORCHVISION, Preprocess
+from ..data.preprocess import CAFFE, CAFFE_SQUASH_227, CIFAR10_32, CIFAR10_CLASSES, TORCHVISION, Preprocess
 from ..errors import SqueezelabError
 from ..io import PathLike, atomic_path, sha256_file
 from .imagenet import imagenet_categories
@@ -29,14 +30,19 @@ WEIGHTS_DIR_ENV = "SQUEEZELAB_WEIGHTS_DIR"
 CACHE_ENV = "SQUEEZELAB_CACHE"
 #: The upstream files shipped as package data (their source and licence: ``upstream/SOURCE.md``).
 BUNDLED_DIR = Path(__file__).resolve().parent / "upstream"
+#: Checkpoints trained by squeezelab itself, shipped as package data (recipe and log: ``trained/TRAINED.md``).
+TRAINED_DIR = Path(__file__).resolve().parent / "trained"
 
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One upstream file: its name, raw URL (repository @ commit : path) and sha256."""
+    """One weights file: its name, raw URL (repository @ commit : path) and sha256.
+
+    ``url`` is None for the checkpoints squeezelab trained: they exist only as package data.
+    """
 
     filename: str
-    url: str
+    url: Optional[str]
     sha256: str
     size: int
 
@@ -47,7 +53,7 @@ class WeightsEntry:
 
     ``files[0]`` is the one the loader opens. ``preprocess`` (resize mode and size, interpolation and
     antialias, crop, channel order, value scale, mean, std) and ``categories`` are the single source of
-    what the weights expect; ``metrics`` are the accuracies that preprocessing reproduces.
+    what the weights expect; ``metrics`` are the accuracies that preprocessing reproduces on ``dataset``.
     """
 
     name: str
@@ -60,6 +66,7 @@ class WeightsEntry:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     categories: tuple[str, ...] = field(default_factory=lambda: tuple(imagenet_categories()), repr=False)
+    dataset: str = "imagenet"
 
 
 def _github(repo: str, commit: str, path: str) -> str:
@@ -115,6 +122,21 @@ _ENTRIES = (
         # preprocess (benchmarks/results/resize_antialias.json).
         metrics={"imagenet_top1": 58.178, "imagenet_top5": 80.624, "samples100_top1": 63.0, "samples100_top5": 89.0},
     ),
+    WeightsEntry(
+        name="squeezenet1_1.cifar10",
+        architecture="squeezenet1_1",
+        model_kwargs={"small_input": True},
+        source_format="safetensors",
+        files=(WeightFile("squeezenet1_1.cifar10.safetensors", None,
+                          "7c53cd565ec3b7b0495613055417beabf7f540f547c19dc7daea0c1f92421ee1", 2_916_040),),
+        preprocess=CIFAR10_32,
+        categories=CIFAR10_CLASSES,
+        dataset="cifar10",
+        description="squeezenet1_1 (small-input stem) trained by squeezelab on CIFAR-10: default recipe, 30 epochs",
+        license="BSD-3-Clause (squeezelab)",
+        # The run's last epoch on the 10,000 test images (weights/trained/TRAINED.md has the recipe and log).
+        metrics={"cifar10_test_top1": 80.02, "cifar10_test_top5": 98.9},
+    ),
 )
 
 WEIGHTS: dict[str, WeightsEntry] = {entry.name: entry for entry in _ENTRIES}
@@ -159,8 +181,7 @@ def local_weight_dirs() -> list[Path]:
         if folder.exists() and not folder.is_dir():
             raise SqueezelabError(f"${WEIGHTS_DIR_ENV} names {folder}, which is a file; set it to the folder that "
                                   f"holds the weights files (several folders separated by '{os.pathsep}')")
-    dirs.append(BUNDLED_DIR)
-    return dirs
+    return [*dirs, BUNDLED_DIR, TRAINED_DIR]
 
 
 def _find_local(wfile: WeightFile, dirs: Sequence[Path]) -> Optional[Path]:
@@ -215,6 +236,10 @@ def fetch_weights(name: str, cache: Optional[PathLike] = None, local_dirs: Optio
         target = folder / wfile.filename
         if target.is_file() and sha256_file(target) == wfile.sha256:
             continue
+        if wfile.url is None:
+            raise SqueezelabError(f"{entry.name} ships inside the squeezelab package ({TRAINED_DIR.name}/"
+                                  f"{wfile.filename}), which is missing here; reinstall squeezelab or set "
+                                  f"${WEIGHTS_DIR_ENV} to a folder holding {wfile.filename}")
         if not allow_download:
             raise SqueezelabError(f"{entry.name} is not in a local folder or the cache and downloads are off; run "
                                   f"'squeezelab predict {entry.architecture} --weights {entry.name} IMAGE' online once "
