@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/squeezelab demo --output demo_report $(DEMO_DATA)
+	$(BIN)/squeezelab demo --output demo_report --sweep benchmarks/results/design_space_quick $(DEMO_DATA)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15 -q

@@ -181,3 +181,22 @@ def test_every_seed_trains_on_the_same_data_subset(tmp_path: Path, monkeypatch: 
     assert subset_seeds == [sweep_module.DATA_SEED] * 2
     records = [json.loads(p.read_text()) for p in (tmp_path / "points").glob("*.json")]
     assert sorted(r["seed"] for r in records) == [3, 3]  # seed-major order: every point of seed 3 first
+
+
+def test_demo_shows_the_committed_sweep_report_beside_the_claims(tmp_path: Path) -> None:
+    """``make demo`` passes the committed quick-budget results; their tables, plot and verdicts join the report."""
+    from squeezelab.analysis.demo import design_space_stage
+    from squeezelab.demo import DemoContext, Report
+
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "design_space_quick"
+    ctx = DemoContext(Report(tmp_path / "with"), sweep_dir=committed)
+    (tmp_path / "with").mkdir()
+    design_space_stage(ctx)
+    text = (tmp_path / "with" / "report.md").read_text()
+    assert "## Design space (measured)" in text and "### Table 3: bypass" in text and "### Findings" in text
+    assert (tmp_path / "with" / "design_space_figure3.png").read_bytes() == (committed / "figure3.png").read_bytes()
+    assert "(design_space_figure3.png)" in text
+    bare = DemoContext(Report(tmp_path / "without"))
+    (tmp_path / "without").mkdir()
+    design_space_stage(bare)
+    assert "squeezelab sweep --budget quick" in (tmp_path / "without" / "report.md").read_text()

@@ -56,6 +56,8 @@ class DemoContext:
     artifacts: dict[str, Any] = field(default_factory=dict)
     #: a folder laid out like shared/data (the CIFAR-10 zips), for the stages that use it when it is there
     data_dir: Optional[Path] = None
+    #: a ``squeezelab sweep`` output folder whose report the design-space stage shows
+    sweep_dir: Optional[Path] = None
 
     @property
     def root(self) -> Path:
@@ -93,6 +95,7 @@ STAGES: list[tuple[str, str]] = [
     ("train", "squeezelab.train.demo:train_stage"),
     ("hwsim", "squeezelab.hwsim.demo:stage"),
     ("analysis", "squeezelab.analysis.demo:stage"),
+    ("design_space", "squeezelab.analysis.demo:design_space_stage"),
     ("compress", "squeezelab.compress.demo:stage"),
     ("export", "squeezelab.export.demo:stage"),
 ]
@@ -104,9 +107,10 @@ def _load_stage(target: str) -> Callable[[DemoContext], None]:
 
 
 def run_demo(output_dir: str | Path = "demo_report", quick: bool = False, log: Callable[[str], None] = print,
-             data_dir: Optional[str | Path] = None) -> Path:
+             data_dir: Optional[str | Path] = None, sweep_dir: Optional[str | Path] = None) -> Path:
     """Run every stage, writing the report into ``output_dir``; returns the report path."""
-    ctx = DemoContext(Report(Path(output_dir)), quick=quick, data_dir=Path(data_dir) if data_dir else None)
+    ctx = DemoContext(Report(Path(output_dir)), quick=quick, data_dir=Path(data_dir) if data_dir else None,
+                      sweep_dir=Path(sweep_dir) if sweep_dir else None)
     ctx.root.mkdir(parents=True, exist_ok=True)
     for name, target in STAGES:
         start = time.perf_counter()

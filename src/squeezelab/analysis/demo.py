@@ -1,8 +1,12 @@
-"""The analysis stage of ``squeezelab demo``: profile of the demo's model and the claims table."""
+"""The analysis stages of ``squeezelab demo``: profile of the demo's model, the claims table, and the measured
+design-space experiments beside them."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
+
+from ..io import atomic_path
 
 from .claims import render_markdown, run_claims
 from .plots import plot_profile
@@ -34,3 +38,22 @@ def stage(ctx: Any) -> None:
     results, claims_ctx = run_claims(figure_dir=ctx.root)
     body = render_markdown(results, claims_ctx.figures).split("\n", 2)[2]
     ctx.report.add("The papers' claims", body.replace("\n## ", "\n### "))
+
+
+def design_space_stage(ctx: Any) -> None:
+    """The learning experiments beside the static claims: the report ``squeezelab sweep`` wrote into
+    ``ctx.sweep_dir`` (Figure 3's SR and pct3x3 sweeps, Table 3's bypass variants, a verdict per finding)."""
+    folder = ctx.sweep_dir
+    report = folder / "report.md" if folder is not None else None
+    if report is None or not report.is_file():
+        ctx.report.add("Design space (measured)", "No sweep results were given. `squeezelab sweep --budget quick "
+                       "--data cifar10:DIR -o OUT` measures SqueezeNet's design space (docs/design-space.md); "
+                       "`squeezelab demo --sweep OUT` shows its tables, plot and verdicts here.")
+        return
+    title, *body = report.read_text().splitlines()
+    text = "\n".join("#" + line if line.startswith("## ") else line for line in body)  # its sections nest here
+    if (folder / "figure3.png").is_file():
+        with atomic_path(ctx.root / "design_space_figure3.png") as tmp:
+            shutil.copyfile(folder / "figure3.png", tmp)
+        text = text.replace("(figure3.png)", "(design_space_figure3.png)")
+    ctx.report.add("Design space (measured)", f"`{report}`: {title.lstrip('# ')}.\n\n{text}")

@@ -16,6 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="DIR", help="a folder holding cifar10_test_jpeg.zip: the trained CIFAR-10 "
                                                  "checkpoints are scored on a slice of it (default: $SQUEEZELAB_DATA "
                                                  "if set; without it they predict the scikit-image photos)")
+    p.add_argument("--sweep", metavar="DIR", help="a 'squeezelab sweep' output folder: its Figure 3 / Table 3 report "
+                                                  "and verdicts join the report (make demo passes the committed "
+                                                  "benchmarks/results/design_space_quick)")
     p.set_defaults(func=run)
 
 
@@ -27,5 +30,7 @@ def run(args: argparse.Namespace) -> int:
     data = args.data or os.environ.get("SQUEEZELAB_DATA") or None
     if data and not Path(data).is_dir():
         raise SqueezelabError(f"--data {data}: no such folder; pass the folder that holds cifar10_test_jpeg.zip")
-    run_demo(args.output, quick=args.quick, data_dir=data)
+    if args.sweep and not (Path(args.sweep) / "report.md").is_file():
+        raise SqueezelabError(f"--sweep {args.sweep}: no report.md there; pass a 'squeezelab sweep' output folder")
+    run_demo(args.output, quick=args.quick, data_dir=data, sweep_dir=args.sweep)
     return 0

@@ -8,7 +8,7 @@ import torch
 from skimage import data as skdata
 from torch.utils.data import DataLoader
 
-from ..data.datasets import cifar10_test_set
+from ..data.datasets import SKIPPED_LABEL, cifar10_test_set
 from ..demo import DemoContext
 from ..errors import SqueezelabError
 from ..plotting import new_figure
@@ -76,12 +76,13 @@ def pretrained_stage(ctx: DemoContext) -> None:
 
 
 def _confusion(model: torch.nn.Module, dataset, num_classes: int) -> np.ndarray:
-    """Counts of (true class, predicted class) over ``dataset``."""
+    """Counts of (true class, predicted class) over ``dataset`` (images that do not decode are left out)."""
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
     with torch.no_grad():
         for images, labels in DataLoader(dataset, batch_size=250):
-            predicted = model(images).argmax(1)
-            np.add.at(counts, (labels.numpy(), predicted.numpy()), 1)
+            readable = labels != SKIPPED_LABEL
+            predicted = model(images[readable]).argmax(1)
+            np.add.at(counts, (labels[readable].numpy(), predicted.numpy()), 1)
     return counts
 
 
