@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import SqueezelabError
 from ..io import check_output
-from .config import TrainConfig
+from .config import OPTIMIZERS, TrainConfig
 from .state import is_run_dir
 
 
@@ -42,7 +42,7 @@ def validate_config(cfg: TrainConfig) -> None:
         raise SqueezelabError("--resume continues a run and --overwrite replaces it; pass one of them")
     if cfg.schedule not in ("cosine", "poly"):
         raise SqueezelabError(f"unknown schedule {cfg.schedule!r}; use cosine or poly")
-    if cfg.optimizer not in ("auto", "sgd", "adamw"):
+    if cfg.optimizer not in OPTIMIZERS:
         raise SqueezelabError(f"unknown optimizer {cfg.optimizer!r}; use auto, sgd or adamw")
 
 

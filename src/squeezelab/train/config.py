@@ -8,6 +8,10 @@ from typing import Any, Callable, Optional
 from torch import nn
 
 
+#: ``TrainConfig.optimizer`` values: ``auto`` picks SGD with BatchNorm, AdamW without (``engine.resolve_optimizer``).
+OPTIMIZERS = ("auto", "sgd", "adamw")
+
+
 @dataclass
 class TrainConfig:
     """Everything :func:`squeezelab.train.train` needs; defaults are the recipe of ``docs/training.md``.

@@ -30,7 +30,8 @@ def train_stage(ctx: "DemoContext") -> None:
     ctx.report.add(
         "Training (squeezenet1_1 on digits)",
         f"`squeezelab train squeezenet1_1 --data digits --input-size {INPUT_SIZE} "
-        f"--epochs {result.history[-1]['epoch'] if result.history else 0}`: default recipe (AdamW for SqueezeNet, docs/training.md), "
+        f"--epochs {result.history[-1]['epoch'] if result.history else 0}`: default recipe "
+        f"(AdamW for SqueezeNet, docs/training.md), "
         f"small-input stem, conv10 bias initialised to 1 (docs/small-inputs.md). "
         f"Best val top-1 **{result.best_top1:.1f}%** (chance 10%) in "
         f"{result.seconds:.0f}s.\n\n{table}\n\n![curves](train_run/curves.png)")
