@@ -13,6 +13,7 @@ from PIL import Image
 from torch.utils.data import DistributedSampler
 
 from squeezelab.data import EpochSampler, build_datasets
+from squeezelab.data.datasets import DataSource, parse_data_source
 from squeezelab.errors import SqueezelabError
 
 
@@ -113,3 +114,13 @@ def test_image_folder_split_and_bad_folders(tmp_path: Path) -> None:
     bundle = build_datasets(str(tmp_path / "flat"), 16, val_fraction=0.4)
     assert bundle.classes == ["a", "b"] and (len(bundle.train), len(bundle.val)) == (6, 4)
     assert bundle.train[0][0].shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("text, kind, location", [
+    ("digits", "digits", ""), ("Fashion-MNIST", "fashion-mnist", ""),
+    ("fashion-mnist:/usr/share/x", "fashion-mnist", "/usr/share/x"), ("cifar10:../data", "cifar10", "../data"),
+    ("cifar10", "folder", "cifar10"), ("photos/train", "folder", "photos/train"), ("C:/img", "folder", "C:/img"),
+])
+def test_one_parser_reads_every_data_source(text: str, kind: str, location: str):
+    """``train --data``, ``eval --data`` and the sweep's cache keys all read the string through it."""
+    assert parse_data_source(text) == DataSource(kind, location)

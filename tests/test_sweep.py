@@ -200,3 +200,76 @@ def test_demo_shows_the_committed_sweep_report_beside_the_claims(tmp_path: Path)
     (tmp_path / "without").mkdir()
     design_space_stage(bare)
     assert "squeezelab sweep --budget quick" in (tmp_path / "without" / "report.md").read_text()
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "design_space_quick"
+
+
+def _claim_rows(text: str) -> dict[str, list[str]]:
+    """The claims report's table rows, keyed by their claim text: ``[paper, measured, verdict, note]``."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        if line.startswith("| ") and len(cells) == 5:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_claims_judge_the_findings_from_the_sweep_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``squeezelab claims --sweep DIR``: one row per finding, with the sweep's difference, interval and verdict."""
+    from squeezelab.analysis import claims
+
+    monkeypatch.setattr(claims, "CLAIM_MODULES", ("squeezelab.analysis.sweep_claims",))
+    out = tmp_path / "claims.md"
+    assert _cli(["claims", "--sweep", str(COMMITTED), "-o", str(out)]) == 0
+    rows = _claim_rows(out.read_text())
+    results = json.loads((COMMITTED / "results.json").read_text())
+    paper = {f.key: f.paper for f in FINDINGS}
+    assert len(results["findings"]) == len(FINDINGS)
+    for finding in results["findings"]:
+        cells = rows[finding["statement"]]
+        assert cells[0] == paper[finding["key"]]
+        assert cells[2] == {"holds": "holds", "does not hold": "does not hold", "inconclusive": "n/a"}[
+            finding["verdict"]]
+        if finding["difference"] is None:
+            assert cells[1].startswith("not run") and "not trained yet" in cells[3]
+        else:
+            low, high = finding["interval"]
+            assert cells[1].startswith(f"{finding['difference']:+.2f} top-1 [{low:+.2f}, {high:+.2f}]")
+            assert cells[3].startswith(f"{finding['verdict']} at this scale")
+    assert (tmp_path / "design_space_figure3.png").stat().st_size > 1000
+    assert "![design_space_figure3.png](design_space_figure3.png)" in out.read_text()
+
+
+def test_claims_without_a_sweep_say_not_measured(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch):
+    from squeezelab.analysis import claims
+
+    monkeypatch.setattr(claims, "CLAIM_MODULES", ("squeezelab.analysis.sweep_claims",))
+    assert _cli(["claims"]) == 0
+    rows = _claim_rows(capsys.readouterr().out)
+    assert {f.statement for f in FINDINGS} <= set(rows)
+    assert all(rows[f.statement][1:3] == ["not measured", "n/a"] for f in FINDINGS)
+
+
+@pytest.mark.parametrize("command", ["claims", "demo"])
+def test_claims_and_demo_reject_a_folder_without_sweep_results(command: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]):
+    (tmp_path / "results.json").write_text('{"not": "a sweep"}')
+    for folder in (tmp_path / "missing", tmp_path):
+        assert _cli([command, "--sweep", str(folder), "-o", str(tmp_path / "out" / "r.md")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "squeezelab sweep" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("data", ["cifar10:../shared/data", "CIFAR10:/elsewhere/data"])
+def test_committed_points_keep_their_cache_keys(data: str):
+    """A change of the recipe or of the key must be deliberate: the committed quick-budget Table 3 records
+    (3 seeds, AdamW recipe) are found under the keys this code computes, wherever the zips live."""
+    quick = sweep_module.BUDGETS["quick"]
+    for point in grid(["bypass"]):
+        for seed in (0, 1, 2):
+            key = sweep_module.point_key(point, seed, quick, data)
+            record = json.loads((COMMITTED / "points" / f"{key}.json").read_text())
+            assert (record["seed"], record["point"]) == (seed, point.label)

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 #: Modules whose import registers claims, in report order.
 CLAIM_MODULES: tuple[str, ...] = (
     "squeezelab.analysis.paper_claims",
+    "squeezelab.analysis.sweep_claims",
     "squeezelab.compress.claims",
     "squeezelab.hwsim.claims",
 )
@@ -56,9 +57,11 @@ class ClaimRow:
 
 @dataclass
 class ClaimContext:
-    """Shared state for claim functions: a figure folder and a model-count cache."""
+    """Shared state for claim functions: a figure folder, a ``squeezelab sweep`` output folder whose
+    trained results the learning claims read, and a model-count cache."""
 
     figure_dir: Optional[Path] = None
+    sweep_dir: Optional[Path] = None
     figures: list[str] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -132,13 +135,13 @@ def _unavailable(what: str, reason: str) -> ClaimRow:
 
 
 def run_claims(
-    modules: Optional[Iterable[str]] = None, figure_dir: Optional[Path] = None
+    modules: Optional[Iterable[str]] = None, figure_dir: Optional[Path] = None, sweep_dir: Optional[Path] = None
 ) -> tuple[list[ClaimResult], ClaimContext]:
     """Import ``modules`` (default :data:`CLAIM_MODULES`) and run their claims, grouped by section.
 
     Sections follow module order; only claims defined in a listed module itself are run.
     """
-    ctx = ClaimContext(figure_dir=figure_dir)
+    ctx = ClaimContext(figure_dir=figure_dir, sweep_dir=sweep_dir)
     results: dict[str, ClaimResult] = {}
     for name in CLAIM_MODULES if modules is None else modules:
         try:

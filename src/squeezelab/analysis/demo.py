@@ -7,10 +7,10 @@ import shutil
 from typing import Any
 
 from ..io import atomic_path
-
 from .claims import render_markdown, run_claims
 from .plots import plot_profile
 from .profiling import Profile, profile
+from .sweep_claims import FIGURE_NAME as SWEEP_FIGURE
 
 
 def _demo_profile(ctx: Any) -> Profile:
@@ -35,8 +35,9 @@ def stage(ctx: Any) -> None:
         f"{source}, one row per paper-level unit (`squeezelab profile`).\n\n"
         f"{prof.table(markdown=True, blocks_only=True)}\n\n```\n{prof.summary()}\n```\n\n{link}",
     )
-    results, claims_ctx = run_claims(figure_dir=ctx.root)
-    body = render_markdown(results, claims_ctx.figures).split("\n", 2)[2]
+    results, claims_ctx = run_claims(figure_dir=ctx.root, sweep_dir=ctx.sweep_dir)
+    figures = [name for name in claims_ctx.figures if name != SWEEP_FIGURE]  # shown with the sweep's tables below
+    body = render_markdown(results, figures).split("\n", 2)[2]
     ctx.report.add("The papers' claims", body.replace("\n## ", "\n### "))
 
 
@@ -53,7 +54,7 @@ def design_space_stage(ctx: Any) -> None:
     title, *body = report.read_text().splitlines()
     text = "\n".join("#" + line if line.startswith("## ") else line for line in body)  # its sections nest here
     if (folder / "figure3.png").is_file():
-        with atomic_path(ctx.root / "design_space_figure3.png") as tmp:
+        with atomic_path(ctx.root / SWEEP_FIGURE) as tmp:
             shutil.copyfile(folder / "figure3.png", tmp)
-        text = text.replace("(figure3.png)", "(design_space_figure3.png)")
+        text = text.replace("(figure3.png)", f"({SWEEP_FIGURE})")
     ctx.report.add("Design space (measured)", f"`{report}`: {title.lstrip('# ')}.\n\n{text}")

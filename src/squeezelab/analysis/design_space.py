@@ -87,24 +87,34 @@ class Finding:
     kind: Literal["rise", "plateau"]
     a: DesignPoint
     b: DesignPoint
+    paper: str
+
+
+def _table3_gain(a: str, b: str) -> str:
+    """The paper's Table 3 top-1 difference ``a - b``, e.g. ``+2.9 top-1 (ImageNet)``."""
+    return f"{PAPER_TABLE3[a][0] - PAPER_TABLE3[b][0]:+.1f} top-1 (ImageNet)"
 
 
 FINDINGS: tuple[Finding, ...] = (
     Finding("sr_rise", "sr", "Figure 3(a): raising SR from 0.125 to 0.75 raises accuracy (ImageNet top-5 80.3% at "
-            "4.8MB -> 86.0% at 19MB)", "rise", DesignPoint(sr=0.75), DesignPoint(sr=0.125)),
+            "4.8MB -> 86.0% at 19MB)", "rise", DesignPoint(sr=0.75), DesignPoint(sr=0.125),
+            paper="+5.7 top-5 (ImageNet)"),
     Finding("sr_plateau", "sr", "Figure 3(a): accuracy plateaus at SR=0.75; SR=1.0 grows the model without improving "
-            "accuracy", "plateau", DesignPoint(sr=1.0), DesignPoint(sr=0.75)),
+            "accuracy", "plateau", DesignPoint(sr=1.0), DesignPoint(sr=0.75), paper="no gain (86.0% top-5)"),
     Finding("pct3x3_rise", "pct3x3", "Figure 3(b), SR=0.5: 50% 3x3 expand filters are more accurate than 1%",
-            "rise", DesignPoint(sr=PCT_SWEEP_SR, pct3x3=0.5), DesignPoint(sr=PCT_SWEEP_SR, pct3x3=0.01)),
+            "rise", DesignPoint(sr=PCT_SWEEP_SR, pct3x3=0.5), DesignPoint(sr=PCT_SWEEP_SR, pct3x3=0.01),
+            paper="a rise (to 85.6% top-5)"),
     Finding("pct3x3_plateau", "pct3x3", "Figure 3(b), SR=0.5: accuracy plateaus at 50% 3x3 filters (top-5 85.6%); "
             "99% grows the model without improving accuracy", "plateau",
-            DesignPoint(sr=PCT_SWEEP_SR, pct3x3=0.99), DesignPoint(sr=PCT_SWEEP_SR, pct3x3=0.5)),
+            DesignPoint(sr=PCT_SWEEP_SR, pct3x3=0.99), DesignPoint(sr=PCT_SWEEP_SR, pct3x3=0.5),
+            paper="no gain (85.6% top-5)"),
     Finding("simple_bypass", "bypass", "Table 3: simple bypass beats vanilla SqueezeNet (top-1 60.4% vs 57.5%, "
-            "+2.9)", "rise", DesignPoint(bypass="simple"), DesignPoint()),
+            "+2.9)", "rise", DesignPoint(bypass="simple"), DesignPoint(), paper=_table3_gain("simple", "none")),
     Finding("complex_bypass", "bypass", "Table 3: complex bypass beats vanilla SqueezeNet (58.8% vs 57.5%, +1.3)",
-            "rise", DesignPoint(bypass="complex"), DesignPoint()),
+            "rise", DesignPoint(bypass="complex"), DesignPoint(), paper=_table3_gain("complex", "none")),
     Finding("simple_vs_complex", "bypass", "Table 3: simple bypass beats complex bypass (60.4% vs 58.8%, +1.6)",
-            "rise", DesignPoint(bypass="simple"), DesignPoint(bypass="complex")),
+            "rise", DesignPoint(bypass="simple"), DesignPoint(bypass="complex"),
+            paper=_table3_gain("simple", "complex")),
 )
 
 
@@ -270,7 +280,7 @@ def build_report(summaries: Mapping[DesignPoint, Mapping[str, Any]], records: Ma
     }
 
 
-def _plot_figure3(report: Mapping[str, Any], path: Path) -> Optional[Path]:
+def plot_figure3(report: Mapping[str, Any], path: Path) -> Optional[Path]:
     """Figure 3's two panels: top-1 vs model size for the SR and pct3x3 sweeps, with the intervals as error bars."""
     panels = [name for name in ("sr", "pct3x3") if name in report["experiments"]]
     if not panels:
@@ -332,8 +342,23 @@ def write_report(report: Mapping[str, Any], output: Path, title: str, plots: boo
     """``results.json``, ``report.md`` and (with matplotlib) ``figure3.png`` in ``output``, each written atomically."""
     written = [output / "results.json"]
     atomic_write_text(written[0], json.dumps(report, indent=2) + "\n")
-    plot = _plot_figure3(report, output / "figure3.png") if plots else None
+    plot = plot_figure3(report, output / "figure3.png") if plots else None
     if plot is not None:
         written.append(plot)
     atomic_write_text(output / "report.md", _markdown(report, title, plot))
     return written + [output / "report.md"]
+
+
+def read_report(folder: Path) -> dict[str, Any]:
+    """The ``results.json`` that :func:`write_report` left in ``folder`` (one-line error if it is not there)."""
+    path = Path(folder) / "results.json"
+    hint = "give the -o folder of `squeezelab sweep` (docs/design-space.md)"
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SqueezelabError(f"no sweep results in {folder}: {path.name} is missing; {hint}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SqueezelabError(f"cannot read {path}: {exc}; {hint}") from None
+    if not isinstance(report, dict) or not {"findings", "experiments", "budget"} <= set(report):
+        raise SqueezelabError(f"{path} is not a `squeezelab sweep` results file; {hint}")
+    return report

@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..analysis.design_space import read_report
     from ..demo import run_demo
     from .args import check_outputs
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     data = args.data or os.environ.get("SQUEEZELAB_DATA") or None
     if data and not Path(data).is_dir():
         raise SqueezelabError(f"--data {data}: no such folder; pass the folder that holds cifar10_test_jpeg.zip")
-    if args.sweep and not (Path(args.sweep) / "report.md").is_file():
-        raise SqueezelabError(f"--sweep {args.sweep}: no report.md there; pass a 'squeezelab sweep' output folder")
+    if args.sweep:
+        read_report(Path(args.sweep))  # a one-line error if it holds no sweep results
     run_demo(args.output, quick=args.quick, data_dir=data, sweep_dir=args.sweep)
     return 0

@@ -25,7 +25,7 @@ from __future__ import annotations
 import gzip
 import os
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -400,6 +400,24 @@ class _FileReader:
         return read_image(self.files[index])  # any PIL mode as L/RGB; bombs are refused (the sample is skipped)
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """A parsed ``--data`` string (module docstring): ``kind`` is ``digits``, ``fashion-mnist``, ``cifar10``
+    or ``folder``; ``location`` is the DIR after the colon (may be empty) or, for a folder, the whole string."""
+
+    kind: str
+    location: str
+
+
+def parse_data_source(source: str) -> DataSource:
+    """``digits``, ``fashion-mnist[:DIR]``, ``cifar10:DIR`` or an image folder (any other string)."""
+    kind, _, location = str(source).partition(":")
+    kind = kind.lower()
+    if kind in ("digits", "fashion-mnist") or (kind == "cifar10" and location):
+        return DataSource(kind, location)
+    return DataSource("folder", str(source))
+
+
 def build_datasets(
     source: str,
     input_size: Optional[int] = None,
@@ -430,8 +448,7 @@ def build_datasets(
     """
     if not 0.0 < val_fraction < 1.0:
         raise SqueezelabError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    kind, _, arg = source.partition(":")
-    kind = kind.lower()
+    kind, arg = astuple(parse_data_source(source))
     recipe = _Recipe()
     train_arrays = val_arrays = None
     if kind == "digits":
@@ -448,10 +465,9 @@ def build_datasets(
         train_arrays, val_arrays = _fashion_mnist(arg or FASHION_MNIST_DIR)
         classes, native_chans, stats, default_size = list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32
         recipe = _Recipe(translate=False)
-    elif kind == "cifar10" and arg:
+    elif kind == "cifar10":
         native_chans, stats, default_size = 3, _STATS["cifar10"], 32
     else:
-        kind = "folder"
         native_chans, stats, default_size = 3, (IMAGENET_MEAN, IMAGENET_STD), 224
     size = int(input_size or default_size)
     if size < 1:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.datasets import SKIPPED_LABEL, cifar10_test_set
+from ..data.datasets import SKIPPED_LABEL, cifar10_test_set, parse_data_source
 from ..data.evaluate import evaluate_model
 from ..data.preprocess import Preprocess, is_image_file_name, read_image
 from ..errors import SqueezelabError
@@ -101,9 +101,6 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
     return LabelledImages(samples, layout, skipped, warnings)
 
 
-CIFAR10_PREFIX = "cifar10:"
-
-
 class _Cifar10Test(Dataset):
     """The CIFAR-10 test zip as (input, label in the weights' category order, error) triples."""
 
@@ -156,8 +153,9 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
     """
     if batch_size < 1 or workers < 0:
         raise SqueezelabError(f"need batch size >= 1 and workers >= 0, got {batch_size} and {workers}")
-    if str(data_dir).lower().startswith(CIFAR10_PREFIX):
-        dataset, layout, skipped = _Cifar10Test(str(data_dir)[len(CIFAR10_PREFIX):], meta), "cifar10 test zip", []
+    source = parse_data_source(str(data_dir))
+    if source.kind == "cifar10":
+        dataset, layout, skipped = _Cifar10Test(source.location, meta), "cifar10 test zip", []
     else:
         found = scan_images(data_dir, meta)
         for message in found.warnings if warn is not None else ():

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..analysis.design_space import (DEFAULT_CONFIDENCE, DEFAULT_TOLERANCE, EXPERIMENTS, DesignPoint, build_report,
                                      grid, summarize, write_report)
 from ..analysis.counting import count_params
-from ..data.datasets import build_datasets
+from ..data.datasets import build_datasets, parse_data_source
 from ..errors import SqueezelabError
 from ..extras import require
 from ..io import atomic_write_text, check_output
@@ -71,10 +71,8 @@ BUDGETS: dict[str, Budget] = {
 
 def _data_key(data: str) -> str:
     """The data set's identity in a key: its kind for the built-in sets, else the folder's name."""
-    kind, _, _ = data.partition(":")
-    if kind.lower() in ("digits", "fashion-mnist", "cifar10"):
-        return kind.lower()
-    return "folder:" + Path(data).resolve().name
+    source = parse_data_source(data)
+    return source.kind if source.kind != "folder" else "folder:" + Path(source.location).resolve().name
 
 
 def point_config(point: DesignPoint, seed: int, budget: Budget, data: str, **runtime: Any) -> TrainConfig:
