@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from squeezelab.export.bench import BENCH_HEADERS, DEFAULT_BACKENDS, bench_model, bench_table_rows
+from squeezelab.deploy.bench import BENCH_HEADERS, DEFAULT_BACKENDS, bench_model, bench_table_rows
 from squeezelab.export.timing import OtherLoad, machine_info, sgemm_gflops
 from squeezelab.io import atomic_write_text
 from squeezelab.models import create_model

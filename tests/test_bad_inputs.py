@@ -123,7 +123,7 @@ CASES = [
     ("demo --quick -o {d}/img.png", "not a folder"),
     ("demo --quick -o {d}/img.png/sub", "is a file"),
     ("demo --quick -o {d}/report --data {d}/missing", "no such folder"),
-    ("demo --quick -o {d}/report --sweep {d}/missing", "no report.md there"),
+    ("demo --quick -o {d}/report --sweep {d}/missing", "no sweep results in"),
     # convert
     ("convert {d}/w.xml -o {d}/w.bin", "over the input"),
     ("convert {d}/w.xml -o {d}/w.xml", "over the input"),

@@ -15,7 +15,7 @@ import torchvision
 from _export_helpers import calibrated, single_thread  # noqa: F401
 from squeezelab.analysis import count_macs
 from squeezelab.cli.main import main
-from squeezelab.export.bench import bench_model, torchvision_model
+from squeezelab.deploy.bench import bench_model, torchvision_model
 from squeezelab.export.timing import interleaved, sgemm_gflops
 
 pytestmark = pytest.mark.usefixtures("single_thread")

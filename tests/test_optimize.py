@@ -17,11 +17,11 @@ import squeezelab
 from _export_helpers import calibrated, side, single_thread  # noqa: F401
 from squeezelab.errors import InputShapeError, SqueezelabError
 from squeezelab.export import OnnxRuntimeModule, fold_batchnorm
-from squeezelab.export.optimize import max_error
+from squeezelab.export.formats import max_error
 from squeezelab.weights.loader import load_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-optimize_module = importlib.import_module("squeezelab.export.optimize")  # the package exports the function
+optimize_module = importlib.import_module("squeezelab.deploy.optimize")  # the package exports the function
 
 
 def _bn_count(module: nn.Module) -> int:

@@ -1,7 +1,7 @@
 """squeezelab: the SqueezeNet family, faithful, trained, compressed, simulated and deployed.
 
 The public API lives here; each pipeline stage is a subpackage (models, weights,
-data, train, analysis, compress, hwsim, export, inference, cli). Importing
+data, train, analysis, compress, hwsim, export, deploy, inference, cli). Importing
 ``squeezelab`` imports none of them: each name below is resolved on first use
 (PEP 562 ``__getattr__``), so ``import squeezelab`` and ``squeezelab --help``
 stay light (docs/architecture.md).
@@ -22,7 +22,7 @@ _API = {
     "get_model_entry": "squeezelab.models",
     "list_models": "squeezelab.models",
     "load_onnx": "squeezelab.export",
-    "optimize": "squeezelab.export",
+    "optimize": "squeezelab.deploy",
     "evaluate": "squeezelab.inference",
     "predict": "squeezelab.inference",
     "profile": "squeezelab.analysis",
@@ -32,12 +32,13 @@ _API = {
 
 __all__ = ["SqueezelabError", "__version__", *sorted(_API)]
 #: Subpackages, imported on first attribute access (``squeezelab.weights.load_model`` after ``import squeezelab``).
-_SUBPACKAGES = frozenset({"analysis", "cli", "compress", "data", "export", "hwsim", "inference", "models", "train",
-                          "weights"})
+_SUBPACKAGES = frozenset({"analysis", "cli", "compress", "data", "deploy", "export", "hwsim", "inference", "models",
+                          "train", "weights"})
 
 if TYPE_CHECKING:
     from .analysis import profile
-    from .export import load_onnx, optimize
+    from .deploy import optimize
+    from .export import load_onnx
     from .hwsim import simulate
     from .inference import evaluate, predict
     from .models import get_model_entry, list_models

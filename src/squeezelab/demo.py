@@ -97,7 +97,7 @@ STAGES: list[tuple[str, str]] = [
     ("analysis", "squeezelab.analysis.demo:stage"),
     ("design_space", "squeezelab.analysis.demo:design_space_stage"),
     ("compress", "squeezelab.compress.demo:stage"),
-    ("export", "squeezelab.export.demo:stage"),
+    ("export", "squeezelab.deploy.demo:stage"),
 ]
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
+from ..io import atomic_path
+
 #: Modules whose import registers claims, in report order.
 CLAIM_MODULES: tuple[str, ...] = (
     "squeezelab.analysis.paper_claims",
@@ -67,8 +69,6 @@ class ClaimContext:
 
     def save_figure(self, fig: Any, name: str) -> Optional[str]:
         """Save a matplotlib figure next to the report; returns the Markdown link (None if no folder)."""
-        from ..io import atomic_path
-
         if self.figure_dir is None:
             return None
         self.figure_dir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import shutil
 from typing import Any
 
 from ..io import atomic_path
+from ..weights.checkpoint import load_checkpoint_model
 from .claims import render_markdown, run_claims
 from .plots import plot_profile
 from .profiling import Profile, profile
@@ -17,8 +18,6 @@ def _demo_profile(ctx: Any) -> Profile:
     checkpoint = ctx.artifacts.get("checkpoint")
     if checkpoint is None:
         return profile("squeezenet1_1", 224)
-    from ..weights.checkpoint import load_checkpoint_model
-
     model, meta = load_checkpoint_model(checkpoint)
     prof = profile(model, meta.preprocess.crop)
     prof.meta["checkpoint"] = str(checkpoint)

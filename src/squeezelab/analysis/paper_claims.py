@@ -11,6 +11,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Optional
 
+import torch
+
+from ..models import create_model
 from ..plotting import new_figure
 from .baselines import build_model
 from .claims import ClaimContext, ClaimRow, claim
@@ -39,10 +42,6 @@ def _count_params(name: str) -> int:
 
 @lru_cache(maxsize=None)
 def _count_macs(name: str, size: int, conv10_padding: int) -> int:
-    import torch
-
-    from ..models import create_model
-
     if not conv10_padding:
         return count_macs(build_model(name, meta=True), size)
     with torch.device("meta"):

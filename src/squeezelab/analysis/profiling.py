@@ -22,6 +22,9 @@ import torch
 from torch import nn
 
 from ..errors import SqueezelabError
+from ..tables import format_table
+from ..weights import load_model
+from .baselines import build_model
 from .counting import InputSize, _layer_macs, count_params, hw_size
 from .memory import peak_activation_bytes
 
@@ -142,8 +145,6 @@ class Profile:
         return buf.getvalue()
 
     def table(self, markdown: bool = False, blocks_only: bool = False) -> str:
-        from ..tables import format_table
-
         rows = self.top_level() if blocks_only else self.layers
         return format_table(list(_COLUMNS), [_row_cells(r) for r in rows], markdown=markdown)
 
@@ -218,15 +219,11 @@ def _resolve(model_or_name: Union[str, nn.Module], weights: Optional[str]) -> nn
             raise SqueezelabError("pass either a model object or a name with weights=..., not both")
         return model_or_name
     if weights is not None:
-        from ..weights import load_model  # the weights stage; imported only when weights are asked for
-
         model, meta = load_model(weights, model=model_or_name)
         if count_params(model) == 0:
             raise SqueezelabError(f"{weights} holds no PyTorch weights (ONNX?); profile a native or PyTorch checkpoint")
         model.model_name = meta.architecture
         return model
-    from .baselines import build_model
-
     return build_model(model_or_name)
 
 

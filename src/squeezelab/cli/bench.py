@@ -7,8 +7,8 @@ import json
 
 import torch
 
+from ..deploy.bench import BENCH_BACKENDS, BENCH_HEADERS, DEFAULT_BACKENDS, bench_model, bench_table_rows
 from ..errors import SqueezelabError
-from ..export.bench import BENCH_BACKENDS, BENCH_HEADERS, DEFAULT_BACKENDS, bench_model, bench_table_rows
 from ..export.timing import machine_info, sgemm_gflops
 from ..io import atomic_write_text
 from ..tables import format_table

@@ -31,6 +31,7 @@ from torch import nn
 from ..cpu import has_vnni
 from ..data.preprocess import image_files, read_image
 from ..errors import SqueezelabError
+from ..export.onnx import INPUT_NAME, export_onnx
 from ..io import PathLike, atomic_path
 from ..weights.checkpoint import CheckpointMeta
 
@@ -88,8 +89,6 @@ def quantize_int8(model: nn.Module, meta: CheckpointMeta, output: PathLike,
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from ..export.onnx import INPUT_NAME, export_onnx
 
     if method not in CALIBRATION_METHODS:
         raise SqueezelabError(f"unknown calibration method {method!r}; use one of {', '.join(CALIBRATION_METHODS)}")

@@ -20,6 +20,7 @@ from ..extras import require
 from ..inference import scan_images
 from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta
+from .int8 import calibration_images
 
 
 @dataclass
@@ -57,6 +58,4 @@ def skimage_photos() -> list[Image.Image]:
 
 def folder_images(folder: PathLike, limit: int = 64) -> list[Image.Image]:
     """Up to ``limit`` images from ``folder`` (recursive, evenly spaced in sorted order), decoded."""
-    from .int8 import calibration_images
-
     return [read_image(path, "calibration image").convert("RGB") for path in calibration_images(folder, limit)]

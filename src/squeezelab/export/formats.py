@@ -8,7 +8,7 @@
   batch dimension when ``dynamic_batch``; metadata in ``squeezelab.json``.
 
 The parity check runs the reloaded file and the eager model on the same random
-batch and fails above 1e-4 (scaled as in :func:`.optimize.max_error`).
+batch and fails above :data:`FP32_TOLERANCE` (scaled as in :func:`max_error`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import SqueezelabError
 from ..io import PathLike, atomic_write_bytes
 from .onnx import example_input_for, export_onnx
-from .optimize import FP32_TOLERANCE, max_error
+from .runtime import OnnxRuntimeModule
 
 if TYPE_CHECKING:
     from ..weights.checkpoint import CheckpointMeta
@@ -34,6 +34,19 @@ if TYPE_CHECKING:
 FORMATS = ("onnx", "torchscript", "pt2")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}
 META_FILE = "squeezelab.json"
+#: fp32 parity bound of issue 8 (max abs logit difference, scaled by max(1, max |logit|)).
+FP32_TOLERANCE = 1e-4
+
+
+def max_error(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """Max abs difference divided by max(1, max |reference|).
+
+    Randomly initialised deep models (SqueezeNext-44 without trained BN statistics)
+    produce logits of 1e7, where fp32 rounding alone exceeds 1e-4 absolute; for
+    logits of order 1 (any trained model) this is the plain max abs difference.
+    """
+    diff = (output.float() - reference.float()).abs().max().item()
+    return diff / max(1.0, reference.abs().max().item())
 
 
 def _fail(fmt: str, model: nn.Module, exc: BaseException) -> SqueezelabError:
@@ -100,8 +113,6 @@ def export_model(model: nn.Module, path: PathLike, fmt: str, input_size: int = 2
 def load_exported(path: PathLike, fmt: str, threads: Optional[int] = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """Reload an exported file as a callable (ONNX Runtime, TorchScript or the pt2 program's module)."""
     if fmt == "onnx":
-        from .runtime import OnnxRuntimeModule
-
         return OnnxRuntimeModule(path, threads=threads)
     if fmt == "torchscript":
         with warnings.catch_warnings():
@@ -114,7 +125,7 @@ def load_exported(path: PathLike, fmt: str, threads: Optional[int] = None) -> Ca
 
 def check_parity(model: nn.Module, path: PathLike, fmt: str, input_size: int, batch: int = 2,
                  tolerance: float = FP32_TOLERANCE) -> float:
-    """Max error (scaled, see :func:`.optimize.max_error`) of the exported file against eager on a random batch.
+    """Max error (scaled, see :func:`max_error`) of the exported file against eager on a random batch.
 
     Raises:
         SqueezelabError: above ``tolerance`` or NaN.

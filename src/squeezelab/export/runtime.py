@@ -22,6 +22,7 @@ from torch import nn
 from ..errors import InputShapeError, SqueezelabError
 from ..extras import require
 from ..io import PathLike
+from ..weights.checkpoint import FORMAT, CheckpointMeta
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -41,9 +42,7 @@ def session_options(threads: Optional[int] = None, spinning: bool = False) -> "o
     return options
 
 
-def _parse_meta(props: dict[str, str]):
-    from ..weights.checkpoint import FORMAT, CheckpointMeta
-
+def _parse_meta(props: dict[str, str]) -> Optional[CheckpointMeta]:
     if props.get("format") != FORMAT:
         return None
     try:

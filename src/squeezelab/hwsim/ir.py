@@ -17,6 +17,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import SqueezelabError
+from ..models import create_model, get_model_entry
 
 InputSize = Union[int, tuple[int, int]]
 
@@ -283,8 +284,6 @@ def model_layers(model: Union[str, nn.Module], input_size: Optional[InputSize],
 
 def _resolve_name(name: str) -> tuple[str, int]:
     """Canonical name and default input size: the zoo first, then torchvision classification models."""
-    from ..models import get_model_entry
-
     try:
         entry = get_model_entry(name)
         return entry.name, entry.input_size
@@ -322,8 +321,6 @@ def _named_layers(name: str, hw: tuple[int, int], overrides: tuple) -> tuple[Lay
                 raise SqueezelabError("model overrides apply to zoo models only")
             model = torchvision.models.get_model(name.split(":", 1)[1], weights=None)
         else:
-            from ..models import create_model
-
             model = create_model(name, **dict(overrides))
         _LAYER_CACHE[key] = tuple(trace_layers(model, hw))
     return _LAYER_CACHE[key]

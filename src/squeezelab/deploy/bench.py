@@ -8,7 +8,7 @@ eager model before timing):
 ``eager``        :func:`~squeezelab.optimize` with ``backend="eager"``: BN folded, channels_last.
 ``onnxruntime``  :func:`~squeezelab.optimize` with ``backend="onnxruntime"`` (ORT's default
                  spinning threads; the untimed first call of each timing block keeps
-                 their spinning from slowing the next backend, :mod:`.timing`).
+                 their spinning from slowing the next backend, :mod:`squeezelab.export.timing`).
 ``compile``      :func:`~squeezelab.optimize` with ``backend="compile"`` (minutes to compile).
 
 GFLOP/s counts 2 FLOPs per multiply-accumulate of :func:`~squeezelab.analysis.count_macs`.
@@ -21,12 +21,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
+import torchvision
 from torch import nn
 
 from ..analysis import count_macs
 from ..errors import SqueezelabError
-from .optimize import FP32_TOLERANCE, max_error, optimize
-from .timing import interleaved, rounds_for
+from ..export.formats import FP32_TOLERANCE, max_error
+from ..export.timing import interleaved, rounds_for
+from .optimize import optimize
 
 BENCH_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime", "compile")
 DEFAULT_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime")
@@ -60,8 +62,6 @@ def torchvision_model(model: nn.Module) -> Optional[nn.Module]:
     name = getattr(model, "model_name", "")
     if name not in TORCHVISION_ARCHS or getattr(model, "conv10_padding", 0) or getattr(model, "in_chans", 3) != 3:
         return None
-    import torchvision
-
     tv = getattr(torchvision.models, name)(num_classes=model.num_classes)
     tv.load_state_dict(model.state_dict(), strict=True)  # the zoo uses torchvision's keys
     return tv.eval()
@@ -90,7 +90,7 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
     """Time ``backends`` on ``model`` at ``batch`` x ``input_size``^2, interleaved; one row per backend.
 
     ``reps`` is the least number of timed calls per backend, taken in rounds of
-    :data:`~.timing.BLOCK` (at least three rounds). The reference for
+    :data:`~squeezelab.export.timing.BLOCK` (at least three rounds). The reference for
     ``speedup_vs_reference`` is ``torchvision`` when torchvision has this
     architecture, else ``zoo``; it is always measured, whatever ``backends`` says.
     """

@@ -7,11 +7,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..export.formats import check_parity
+from ..export.onnx import export_onnx
+from ..export.timing import machine_info, sgemm_gflops
+from ..models import create_model
 from ..tables import format_table
+from ..weights import load_model
 from .bench import BENCH_HEADERS, bench_model, bench_table_rows
-from .formats import check_parity
-from .onnx import export_onnx
-from .timing import machine_info, sgemm_gflops
 
 
 def _demo_model(ctx) -> tuple[nn.Module, object, str]:
@@ -19,12 +21,8 @@ def _demo_model(ctx) -> tuple[nn.Module, object, str]:
     if isinstance(checkpoint, nn.Module):
         return checkpoint.eval(), None, "the trained model"
     if checkpoint is not None:
-        from ..weights import load_model
-
         model, meta = load_model(checkpoint)
         return model.eval(), meta, f"the trained checkpoint {Path(checkpoint).name}"
-    from ..models import create_model
-
     return create_model("squeezenet1_1").eval(), None, "squeezenet1_1 (random init: no checkpoint from training)"
 
 

@@ -1,14 +1,14 @@
 """``squeezelab.optimize``: the fastest numerically-checked inference path for this machine.
 
 Every candidate starts from the same prepared model: a copy in eval mode with
-BatchNorm folded into the convolutions (:mod:`.fold`) and channels_last
+BatchNorm folded into the convolutions (:mod:`squeezelab.export.fold`) and channels_last
 weights and inputs (oneDNN's direct convolutions for NHWC avoid the im2col
 copies of NCHW; torchvision eager squeezenet1_0 at batch 1 drops from 37 to
 19 ms on the reference 2-core machine, issue 8). Candidates:
 
 ``eager``        the prepared model under ``torch.inference_mode``.
 ``onnxruntime``  the model exported to ONNX (in memory) and run by ONNX Runtime
-                 (:class:`.runtime.OnnxRuntimeModule`), its worker threads spinning
+                 (:class:`squeezelab.export.runtime.OnnxRuntimeModule`), its worker threads spinning
                  between calls unless ``spinning=False``: ORT's own default, and worth
                  35% of squeezenet1_1's batch-1 latency on 2 cores (docs/inference.md).
 ``compile``      ``torch.compile`` (Inductor, freezing on) of the prepared model.
@@ -21,52 +21,44 @@ copies of NCHW; torchvision eager squeezenet1_0 at batch 1 drops from 37 to
 ``backend="auto"`` builds the candidates in ``candidates`` (default eager and
 onnxruntime, plus int8 when allowed), rejects any whose logits differ from the
 eager model by more than ``1e-4`` (relative to the logit scale, see
-:func:`max_error`), times the rest in interleaved blocks on ``example_input``
-(:func:`.timing.interleaved`) and keeps the fastest. ``compile`` is left out of
-the default list because Inductor needed 150 s to compile squeezenet1_0 on the
-2-core machine and was not faster than ONNX Runtime there (docs/inference.md);
-ask for it by name.
+:func:`squeezelab.export.formats.max_error`), times the rest in interleaved blocks on
+``example_input`` (:func:`squeezelab.export.timing.interleaved`) and keeps the fastest.
+``compile`` is left out of the default list because Inductor needed 150 s to
+compile squeezenet1_0 on the 2-core machine and was not faster than ONNX Runtime
+there (docs/inference.md); ask for it by name.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
+from ..compress.fidelity import compare
+from ..compress.int8 import calibration_images, quantize_int8
+from ..data.preprocess import Preprocess, read_image
 from ..errors import SqueezelabError
+from ..export.fold import fold_batchnorm
+from ..export.formats import FP32_TOLERANCE, max_error
+from ..export.onnx import onnx_bytes
+from ..export.runtime import OnnxRuntimeModule
+from ..export.timing import interleaved
 from ..io import PathLike
-from .fold import fold_batchnorm
-from .timing import interleaved
-
-if TYPE_CHECKING:
-    from ..weights.checkpoint import CheckpointMeta
+from ..models import get_model_entry
+from ..models._base import ClassifierModel
+from ..weights.checkpoint import CheckpointMeta
 
 BACKENDS = ("eager", "onnxruntime", "compile", "int8")
 AUTO_CANDIDATES = ("eager", "onnxruntime")
-#: fp32 parity bound of issue 8 (max abs logit difference, scaled by max(1, max |logit|)).
-FP32_TOLERANCE = 1e-4
 #: Least top-1 agreement (percent) of ``int8`` with the fp32 model on the check images (issue 16).
 INT8_MIN_AGREEMENT = 98.0
 #: Most images the INT8 agreement check reads from the ``validation`` folder.
 INT8_CHECK_IMAGES = 64
-
-
-def max_error(output: torch.Tensor, reference: torch.Tensor) -> float:
-    """Max abs difference divided by max(1, max |reference|).
-
-    Randomly initialised deep models (SqueezeNext-44 without trained BN statistics)
-    produce logits of 1e7, where fp32 rounding alone exceeds 1e-4 absolute; for
-    logits of order 1 (any trained model) this is the plain max abs difference.
-    """
-    diff = (output.float() - reference.float()).abs().max().item()
-    return diff / max(1.0, reference.abs().max().item())
 
 
 @dataclass
@@ -117,8 +109,6 @@ class OptimizedModel(nn.Module):
         self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from ..models._base import ClassifierModel
-
         ClassifierModel.check_input(self, x)  # same one-line errors as the eager model
         with torch.inference_mode():
             if self.channels_last:
@@ -133,18 +123,13 @@ def _default_input(model: nn.Module) -> torch.Tensor:
     size = 224
     name = getattr(model, "model_name", None)
     if name:
-        from ..models import get_model_entry
-
         size = get_model_entry(name).input_size
     size = max(size, int(getattr(model, "min_input_size", 1)))
     return torch.randn(1, int(getattr(model, "in_chans", 3)), size, size, generator=torch.Generator().manual_seed(0))
 
 
-def _int8_meta(model: nn.Module, example: torch.Tensor) -> "CheckpointMeta":
+def _int8_meta(model: nn.Module, example: torch.Tensor) -> CheckpointMeta:
     """Checkpoint metadata for INT8: ImageNet preprocessing to ``example``'s size."""
-    from ..data.preprocess import Preprocess
-    from ..weights.checkpoint import CheckpointMeta
-
     size = example.shape[-1]
     return CheckpointMeta(getattr(model, "model_name", type(model).__name__), int(getattr(model, "num_classes", 0)),
                           in_chans=example.shape[1], preprocess=Preprocess(crop=size, resize=round(size * 256 / 224)))
@@ -153,13 +138,8 @@ def _int8_meta(model: nn.Module, example: torch.Tensor) -> "CheckpointMeta":
 def _build_int8(model: nn.Module, example: torch.Tensor, calibration: Optional[PathLike], threads: Optional[int],
                 spinning: bool) -> nn.Module:
     """ONNX Runtime INT8 (QDQ) via ``squeezelab.compress.int8``, calibrated on the images in ``calibration``."""
-    if importlib.util.find_spec("squeezelab.compress.int8") is None:
-        raise SqueezelabError("INT8 needs squeezelab.compress.int8, which is not installed in this version")
     if calibration is None:
         raise SqueezelabError("INT8 needs calibration images: pass calibration=FOLDER (a few dozen typical images)")
-    from ..compress.int8 import quantize_int8
-    from .runtime import OnnxRuntimeModule
-
     meta = _int8_meta(model, example)
     with tempfile.TemporaryDirectory(prefix="squeezelab-optimize-") as tmp:
         path = quantize_int8(copy.deepcopy(model).eval(), meta, Path(tmp) / "int8.onnx", calibration)
@@ -170,10 +150,6 @@ def int8_agreement(reference: nn.Module, candidate: Callable[[torch.Tensor], tor
                    example: torch.Tensor) -> tuple[float, int]:
     """(top-1 agreement in percent, images) of ``candidate`` with ``reference`` on up to
     :data:`INT8_CHECK_IMAGES` images of ``folder``, preprocessed to ``example``'s size."""
-    from ..compress.fidelity import compare
-    from ..compress.int8 import calibration_images
-    from ..data.preprocess import read_image
-
     preprocess = _int8_meta(reference, example).preprocess
     files = calibration_images(folder, INT8_CHECK_IMAGES)
     batch = torch.stack([preprocess(read_image(path, "validation image")) for path in files])
@@ -187,9 +163,6 @@ def _build(backend: str, prepared: nn.Module, model: nn.Module, example: torch.T
     if backend == "eager":
         return prepared, True
     if backend == "onnxruntime":
-        from .onnx import onnx_bytes
-        from .runtime import OnnxRuntimeModule
-
         data = onnx_bytes(prepared, input_size=example.shape[-1], dynamic_batch=True)
         return OnnxRuntimeModule(data, threads=threads, spinning=spinning), False
     if backend == "compile":
@@ -219,7 +192,7 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
         threads: intra-op threads for ONNX Runtime (default ``torch.get_num_threads()``).
         spinning: let ONNX Runtime's idle threads spin between calls (faster back-to-back
             inference; pass False when other CPU work runs between calls).
-        reps: interleaved timing rounds for ``auto`` (each times :data:`.timing.BLOCK` calls).
+        reps: interleaved timing rounds for ``auto`` (each times :data:`squeezelab.export.timing.BLOCK` calls).
 
     Raises:
         SqueezelabError: an unknown backend, or a requested backend that fails to build
@@ -227,8 +200,6 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
     """
     if backend != "auto" and backend not in BACKENDS:
         raise SqueezelabError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
-    from .runtime import OnnxRuntimeModule
-
     if isinstance(model, OnnxRuntimeModule):  # an exported file (e.g. weights loaded from .onnx): already optimized
         report = OptimizeReport("onnxruntime", [Candidate("onnxruntime", error=0.0)])
         channels = model.input_shape[1] if len(model.input_shape) == 4 else None
