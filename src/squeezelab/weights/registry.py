@@ -137,6 +137,21 @@ _ENTRIES = (
         # The run's last epoch on the 10,000 test images (weights/trained/TRAINED.md has the recipe and log).
         metrics={"cifar10_test_top1": 80.02, "cifar10_test_top5": 98.9},
     ),
+    WeightsEntry(
+        name="sqnxt23v5_w1.cifar10",
+        architecture="sqnxt23v5_w1",
+        model_kwargs={"small_input": True},
+        source_format="safetensors",
+        files=(WeightFile("sqnxt23v5_w1.cifar10.safetensors", None,
+                          "c9709d9d2aa5e959550742e86a27878bb159c3a29561849b2cf54ab036f82870", 3_332_280),),
+        preprocess=CIFAR10_32,
+        categories=CIFAR10_CLASSES,
+        dataset="cifar10",
+        description="1.0-SqNxt-23v5 (small-input stem) trained by squeezelab on CIFAR-10: default recipe, 30 epochs",
+        license="BSD-3-Clause (squeezelab)",
+        # The run's last epoch on the 10,000 test images (weights/trained/TRAINED.md has the recipe and log).
+        metrics={"cifar10_test_top1": 84.56, "cifar10_test_top5": 99.37},
+    ),
 )
 
 WEIGHTS: dict[str, WeightsEntry] = {entry.name: entry for entry in _ENTRIES}
