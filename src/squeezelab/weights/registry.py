@@ -73,6 +73,19 @@ def _github(repo: str, commit: str, path: str) -> str:
     return f"https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 
 
+def _trained_on_cifar10(architecture: str, title: str, sha256: str, size: int, *, top1: float, top5: float
+                        ) -> WeightsEntry:
+    """A checkpoint ``squeezelab train ARCH --data cifar10:DIR --epochs 30`` made with the default recipe and
+    the small-input stem, shipped as package data (no URL); ``top1``/``top5``: the run's last epoch on the
+    10,000 test images (weights/trained/TRAINED.md has each recipe and log)."""
+    return WeightsEntry(
+        name=f"{architecture}.cifar10", architecture=architecture, model_kwargs={"small_input": True},
+        source_format="safetensors", files=(WeightFile(f"{architecture}.cifar10.safetensors", None, sha256, size),),
+        preprocess=CIFAR10_32, categories=CIFAR10_CLASSES, dataset="cifar10",
+        description=f"{title} (small-input stem) trained by squeezelab on CIFAR-10: default recipe, 30 epochs",
+        license="BSD-3-Clause (squeezelab)", metrics={"cifar10_test_top1": top1, "cifar10_test_top5": top5})
+
+
 _DC = ("songhan/SqueezeNet-Deep-Compression", "fb13faa2")
 _OV = ("OmniXRI/OpenVINO_OpenCV_Squeezenet", "c2c0e5e0")
 _NCNN = ("zchrissirhcz/squeezenet-ncnn-pnnx-opencv-cpp", "0392c1c4")
@@ -122,36 +135,12 @@ _ENTRIES = (
         # preprocess (benchmarks/results/resize_antialias.json).
         metrics={"imagenet_top1": 58.178, "imagenet_top5": 80.624, "samples100_top1": 63.0, "samples100_top5": 89.0},
     ),
-    WeightsEntry(
-        name="squeezenet1_1.cifar10",
-        architecture="squeezenet1_1",
-        model_kwargs={"small_input": True},
-        source_format="safetensors",
-        files=(WeightFile("squeezenet1_1.cifar10.safetensors", None,
-                          "7c53cd565ec3b7b0495613055417beabf7f540f547c19dc7daea0c1f92421ee1", 2_916_040),),
-        preprocess=CIFAR10_32,
-        categories=CIFAR10_CLASSES,
-        dataset="cifar10",
-        description="squeezenet1_1 (small-input stem) trained by squeezelab on CIFAR-10: default recipe, 30 epochs",
-        license="BSD-3-Clause (squeezelab)",
-        # The run's last epoch on the 10,000 test images (weights/trained/TRAINED.md has the recipe and log).
-        metrics={"cifar10_test_top1": 80.02, "cifar10_test_top5": 98.9},
-    ),
-    WeightsEntry(
-        name="sqnxt23v5_w1.cifar10",
-        architecture="sqnxt23v5_w1",
-        model_kwargs={"small_input": True},
-        source_format="safetensors",
-        files=(WeightFile("sqnxt23v5_w1.cifar10.safetensors", None,
-                          "c9709d9d2aa5e959550742e86a27878bb159c3a29561849b2cf54ab036f82870", 3_332_280),),
-        preprocess=CIFAR10_32,
-        categories=CIFAR10_CLASSES,
-        dataset="cifar10",
-        description="1.0-SqNxt-23v5 (small-input stem) trained by squeezelab on CIFAR-10: default recipe, 30 epochs",
-        license="BSD-3-Clause (squeezelab)",
-        # The run's last epoch on the 10,000 test images (weights/trained/TRAINED.md has the recipe and log).
-        metrics={"cifar10_test_top1": 84.56, "cifar10_test_top5": 99.37},
-    ),
+    _trained_on_cifar10("squeezenet1_1", "squeezenet1_1",
+                        "7c53cd565ec3b7b0495613055417beabf7f540f547c19dc7daea0c1f92421ee1", 2_916_040,
+                        top1=80.02, top5=98.9),
+    _trained_on_cifar10("sqnxt23v5_w1", "1.0-SqNxt-23v5",
+                        "c9709d9d2aa5e959550742e86a27878bb159c3a29561849b2cf54ab036f82870", 3_332_280,
+                        top1=84.56, top5=99.37),
 )
 
 WEIGHTS: dict[str, WeightsEntry] = {entry.name: entry for entry in _ENTRIES}
