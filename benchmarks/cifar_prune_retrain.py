@@ -20,6 +20,7 @@ import torch
 
 from squeezelab.compress.prune import ApplyMasks, apply_masks, magnitude_masks, save_masks
 from squeezelab.data import build_datasets
+from squeezelab.export.timing import machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
 from squeezelab.train import TrainConfig, evaluate_model, train
@@ -69,7 +70,8 @@ def main() -> None:
                             "retrain_epochs": args.epochs, "retrain_seconds": seconds})
     print(format_table(["density", "pruned top-1 %", f"after {args.epochs} epoch(s) retraining %", "retrain s"], rows))
     atomic_write_text(args.json, json.dumps({"checkpoint": args.checkpoint, "architecture": meta.architecture,
-                                             "val_images": len(bundle.val), "rows": records}, indent=2))
+                                             "val_images": len(bundle.val), "machine": machine_info(),
+                                             "rows": records}, indent=2))
     print(f"wrote {args.json}")
 
 

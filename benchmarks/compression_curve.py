@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from squeezelab.compress.fidelity import cifar10_images, collect_logits, compare, standard_images
 from squeezelab.compress.measure import skimage_photos
 from squeezelab.compress.pipeline import compress_model
+from squeezelab.export.timing import machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
 from squeezelab.weights.loader import load_weights
@@ -80,7 +80,7 @@ def main() -> None:
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
                 payload = {"data": args.data, "cifar_test_images": args.limit or 10_000,
                            "calibration": f"{len(calibration)} images: scikit-image photos + CIFAR-10 train",
-                           "torch": torch.__version__, "machine": platform.machine(), "rows": rows}
+                           "machine": machine_info(), "rows": rows}
                 atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
     print(table(rows))
 

@@ -29,7 +29,6 @@ from PIL import Image
 
 from squeezelab.compress.fidelity import collect_logits, compare, standard_images
 from squeezelab.compress.int8 import _Reader, quantize_int8
-from squeezelab.cpu import cpu_flags
 from squeezelab.compress.measure import skimage_photos
 from squeezelab.export.onnx import INPUT_NAME, export_onnx
 from squeezelab.export.runtime import OnnxRuntimeModule
@@ -125,7 +124,7 @@ def main() -> None:
         print(f"{record['weights']}: other processes kept "
               + ", ".join(f"{v:.2f} cores busy during {k}" for k, v in record["other_load_cores"].items()))
     fidelity_set = f"CIFAR-10 test ({args.limit or 10000}) + 100 ImageNet samples" if args.fidelity else None
-    payload = {"machine": machine_info(), "cpu_flags": cpu_flags(), "threads": args.threads, "spinning": True,
+    payload = {"machine": machine_info(), "threads": args.threads, "spinning": True,
                "fidelity_set": fidelity_set, "records": records}
     atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.json}")

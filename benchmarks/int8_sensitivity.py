@@ -27,7 +27,6 @@ from torch import nn
 from int8_latency import SHARED, cifar_train
 from squeezelab.compress.fidelity import compare, pil_images, standard_images
 from squeezelab.compress.int8 import PERCENTILE
-from squeezelab.cpu import cpu_flags
 from squeezelab.compress.measure import skimage_photos
 from squeezelab.export.timing import machine_info
 from squeezelab.io import atomic_write_text
@@ -146,7 +145,7 @@ def main() -> None:
                   f"{layer['weights_only']['logit_error_std']:.3f} / {layer['activation_only']['logit_error_std']:.3f}"]
                  for layer in record["per_layer"]]
         print(format_table(["quantized", "agree %", "KL", "logit error std"], rows, markdown=True))
-    payload = {"machine": machine_info(), "cpu_flags": cpu_flags(), "threads": args.threads,
+    payload = {"machine": machine_info(), "threads": args.threads,
                "fidelity_set": f"CIFAR-10 test ({args.limit}) + 100 ImageNet samples", "records": records}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")

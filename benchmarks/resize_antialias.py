@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from squeezelab.export.timing import machine_info
 from squeezelab.inference.evaluate import evaluate
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
@@ -73,7 +74,7 @@ def main() -> None:
                         f"CIFAR-10 top-1 agreement ({len(cifar)})"], rows, markdown=True))
     if args.json:
         atomic_write_text(args.json, json.dumps({"samples": str(args.samples), "cifar_images": len(cifar),
-                                                 "results": results}, indent=2) + "\n")
+                                                 "machine": machine_info(), "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

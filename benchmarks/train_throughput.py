@@ -46,7 +46,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from squeezelab.cpu import cpu_flags, torch_bf16_native
+from squeezelab.cpu import torch_bf16_native
 from squeezelab.data import build_datasets
 from squeezelab.export.timing import OtherLoad, machine_info
 from squeezelab.io import atomic_write_text
@@ -192,7 +192,7 @@ def main() -> int:
     other_text = "unknown" if other.cores is None else f"{other.cores:.2f} cores"
     print(f"{info['cpu']} ({info['capability']}), {args.threads} threads, squeezelab --amp auto precision "
           f"{auto_precision}; other processes' CPU use during the run: {other_text}")
-    payload = {"machine": info, "cpu_flags": cpu_flags(), "torch_bf16_native": torch_bf16_native(),
+    payload = {"machine": info, "torch_bf16_native": torch_bf16_native(),
                "auto_precision": auto_precision, "threads": args.threads, "steps": args.steps,
                "rounds": args.rounds, "data_us_per_sample": data_us, "other_process_cores": other.cores,
                "seconds": time.perf_counter() - start, "results": records}

@@ -128,3 +128,17 @@ def test_other_load_counts_other_processes_but_not_this_one() -> None:
         while time.perf_counter() < end:
             pass
     assert own.cores is not None and own.cores < other.cores + 0.5  # our own spinning is not counted
+
+
+def test_machine_info_records_the_cpu_flags_and_kernel_caps(monkeypatch) -> None:
+    """Every benchmark record says which INT8/BF16 instructions the CPU had and how PyTorch's kernels were capped."""
+    from squeezelab.cpu import REPORTED_FLAGS, cpu_flag_set
+    from squeezelab.export.timing import machine_info
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    info = machine_info()
+    assert info["cpu_flags"] == {name: name in cpu_flag_set() for name in REPORTED_FLAGS}
+    assert info["kernel_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    json.dumps(info)  # a record must serialise

@@ -14,6 +14,7 @@ count (2 * n^3 FLOPs per n x n product).
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -23,8 +24,10 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..cpu import cpu_model_name
-from ..extras import require
+from ..cpu import cpu_flags, cpu_model_name
+
+#: Environment variables that cap PyTorch's CPU kernels (docs/training.md, "Portability"): part of a record.
+KERNEL_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 #: Timed calls per candidate per round, and untimed calls before them (see the module docstring).
 BLOCK, SETTLE = 4, 1
@@ -132,16 +135,24 @@ class OtherLoad:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU, core count, load average, threads and library versions, for every benchmark record."""
-    onnxruntime = require("onnxruntime", "timing ONNX Runtime")
-
+    """CPU, its INT8/BF16 flags, core count, kernel caps, load average, threads and library versions,
+    for every benchmark record (ONNX Runtime's version is None where it is not installed)."""
     return {
         "cpu": cpu_model_name() or platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
         "capability": torch.backends.cpu.get_cpu_capability(),
+        "kernel_caps": {name: os.environ[name] for name in KERNEL_CAPS if name in os.environ},
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime": _version("onnxruntime"),
         "python": platform.python_version(),
     }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
