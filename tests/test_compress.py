@@ -353,6 +353,24 @@ def test_compress_cli_calibration_finetune_and_fidelity(tmp_path, skimage_photo_
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_compress_cli_finetunes_on_cifar10_training_images(tmp_path, cifar10_zips, capsys):
+    """``--finetune cifar10:DIR`` distils on the training zip's images (evenly spaced), never the test zip's."""
+    import json
+
+    path = _tiny_checkpoint(tmp_path)
+    code = main(["compress", "squeezenet1_1", "--weights", str(path), "-o", str(tmp_path / "c.sqz"), "--bits", "4",
+                 "--finetune", f"cifar10:{cifar10_zips}", "--finetune-limit", "6", "--finetune-epochs", "1",
+                 "--json", str(tmp_path / "r.json")])
+    assert code == 0
+    assert "fine-tuned on 6 images" in capsys.readouterr().out
+    fidelity = json.loads((tmp_path / "r.json").read_text())["fidelity"]
+    assert fidelity["fine-tuned"]["n"] == 6  # measured on the fine-tuning images, as no --fidelity was given
+    assert main(["compress", "squeezenet1_1", "--weights", str(path), "-o", str(tmp_path / "x.sqz"),
+                 "--finetune", f"cifar10:{tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "cifar10_train_jpeg.zip" in err and len(err.strip().splitlines()) == 1
+
+
 def test_fidelity_compare_agreement_kl_and_labelled_top1():
     from squeezelab.compress.fidelity import compare
 

@@ -38,13 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--refine", choices=("least-squares", "bias"), default="least-squares",
                    help="with --calibration: least-squares centroids and biases (default) or bias correction only")
     p.add_argument("--finetune", metavar="DATA", help="retrain the centroids (masks and codes held) on these "
-                   "images: distillation from the uncompressed model, cross-entropy where files are named by wnid")
+                   "images: distillation from the uncompressed model, cross-entropy where files are named by wnid; "
+                   "an image folder, or cifar10:DIR for the CIFAR-10 training zip's images (unlabeled)")
     p.add_argument("--finetune-epochs", type=int_range(1, what="an epoch count"), default=2,
                    help="fine-tuning epochs (default 2)")
     p.add_argument("--finetune-lr", type=float_range(0.0, low_open=True), default=1e-3,
                    help="centroid learning rate on the mean gradient of the weights sharing it (default 0.001)")
     p.add_argument("--finetune-limit", type=int_range(1, what="an image count"), default=64,
-                   help="fine-tuning images, evenly spaced over the folder (default 64)")
+                   help="fine-tuning images, evenly spaced over the folder or zip (default 64)")
     p.add_argument("--fidelity", metavar="DIR", help="report agreement, KL and top-1 against the uncompressed "
                    "model after each stage: on the standard set when DIR holds cifar10_test_jpeg.zip and "
                    "images/imagenet_samples_100 (shared/data), else on DIR's images")
@@ -80,9 +81,13 @@ def run(args: argparse.Namespace) -> int:
                        else folder_images(args.calibration, args.calibration_limit))
     finetune = None
     if args.finetune:
-        from ..compress.fidelity import folder_images as fidelity_folder
+        from ..compress.fidelity import cifar10_images, folder_images as fidelity_folder
+        from ..data.datasets import parse_data_source
 
-        tune = fidelity_folder(args.finetune, meta.preprocess, limit=args.finetune_limit)
+        source = parse_data_source(args.finetune)
+        tune = (cifar10_images(meta.preprocess, data_dir=source.location, split="train", limit=args.finetune_limit)
+                if source.kind == "cifar10" else fidelity_folder(args.finetune, meta.preprocess,
+                                                                 limit=args.finetune_limit))
         finetune = (tune.tensors(), torch.tensor(tune.labels))
     stages: dict[str, dict] = {}
     report = compress_model(state, meta, bits=args.bits, density=args.density, index_bits=args.index_bits,

@@ -1,0 +1,93 @@
+"""Does distilling the shared centroids on thousands of unlabeled images lift 6-bit fidelity? (issue 16)
+
+Each row compresses the weights at ``--bits`` (exact k-means, then least squares on 32 CIFAR-10
+*train* images + the scikit-image photos, as ``benchmarks/compression_curve.py``), then retrains only
+the centroids (masks and codes held) by distillation from the uncompressed model on ``N`` evenly
+spaced CIFAR-10 *train* images (``squeezelab compress --finetune``, Han et al. 2016 Sec. 3.3). Fidelity after
+each stage is measured on the standard set (``--limit`` CIFAR-10 test images + the 100 ImageNet
+samples), which no stage has seen. JSON after every row::
+
+    .venv/bin/python benchmarks/codebook_distillation.py --images 1000 2000 --lrs 0.001 0.01 0.03
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from squeezelab.compress.fidelity import cifar10_images, collect_logits, compare, standard_images
+from squeezelab.compress.measure import skimage_photos
+from squeezelab.compress.pipeline import compress_model
+from squeezelab.export.timing import OtherLoad, machine_info
+from squeezelab.io import atomic_write_text
+from squeezelab.tables import format_table
+from squeezelab.weights.loader import load_weights
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: CIFAR-10 training images that calibrate the least-squares stage (as benchmarks/compression_curve.py).
+CALIBRATION_IMAGES = 32
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="squeezenet1_1.torchvision")
+    parser.add_argument("--bits", type=int, default=6)
+    parser.add_argument("--images", type=int, nargs="+", default=[1000, 2000], help="distillation image counts")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.01], help="centroid learning rates")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--data", default=str(SHARED), help="folder with cifar10_*_jpeg.zip and images/")
+    parser.add_argument("--limit", type=int, default=1000, help="CIFAR-10 test images in the fidelity set")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default="benchmarks/results/codebook_distillation.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    state, meta = load_weights(args.weights)
+    evaluation = standard_images(meta.preprocess, data_dir=args.data, limit=args.limit)
+    calibration = skimage_photos() + [read() for read in cifar10_images(
+        meta.preprocess, data_dir=args.data, split="train", limit=CALIBRATION_IMAGES).readers]
+    parent = meta.build_model().eval()
+    parent.load_state_dict(state)
+    logits, labels = collect_logits({"parent": parent}, evaluation)
+
+    def fidelity(compressed) -> dict:
+        child = meta.build_model().eval()
+        child.load_state_dict(compressed.state_dict())
+        return compare(logits["parent"], collect_logits({"child": child}, evaluation)[0]["child"], labels).as_dict()
+
+    rows: list[dict] = []
+
+    def write(other_cores: float | None) -> None:
+        atomic_write_text(args.json, json.dumps({
+            "fidelity_set": f"{args.limit} CIFAR-10 test images + the 100 ImageNet samples",
+            "calibration": f"{len(calibration)} images: scikit-image photos + CIFAR-10 train",
+            "machine": machine_info(), "other_process_cores": other_cores, "rows": rows}, indent=2) + "\n")
+
+    with OtherLoad() as other:
+        for count in args.images:
+            tuning = cifar10_images(meta.preprocess, data_dir=args.data, split="train", limit=count).tensors()
+            for lr in args.lrs:
+                stages: dict[str, dict] = {}
+                start = time.perf_counter()
+                compress_model(state, meta, bits=args.bits, calibration=calibration,
+                               finetune=(tuning, torch.full((len(tuning),), -1)), finetune_epochs=args.epochs,
+                               finetune_lr=lr, on_stage=lambda name, compressed: stages.update({name: fidelity(
+                                   compressed)}))
+                rows.append({"weights": args.weights, "bits": args.bits, "images": len(tuning), "epochs": args.epochs,
+                             "lr": lr, "stages": stages, "seconds": round(time.perf_counter() - start)})
+                print(json.dumps(rows[-1]), flush=True)
+                write(None)  # every finished row is kept if the run is stopped
+    write(other.cores)
+    print(format_table(
+        ["images", "lr", "k-means agreement %", "least squares %", "distilled %", "KL least squares", "KL distilled"],
+        [[r["images"], r["lr"], *(f"{r['stages'][s]['agreement']:.2f}" for s in ("k-means", "least-squares",
+                                                                               "fine-tuned")),
+          *(f"{r['stages'][s]['mean_kl']:.4f}" for s in ("least-squares", "fine-tuned"))] for r in rows]))
+
+
+if __name__ == "__main__":
+    main()
