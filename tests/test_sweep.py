@@ -233,6 +233,9 @@ def test_claims_judge_the_findings_from_the_sweep_results(tmp_path: Path, monkey
             finding["verdict"]]
         if finding["difference"] is None:
             assert cells[1].startswith("not run") and "not trained yet" in cells[3]
+        elif finding["interval"] is None:  # a point with one seed: a difference but no interval, no verdict
+            assert cells[1].startswith(f"{finding['difference']:+.2f} top-1 n<2")
+            assert finding["verdict"] == "inconclusive" and cells[3].startswith("inconclusive at this scale")
         else:
             low, high = finding["interval"]
             assert cells[1].startswith(f"{finding['difference']:+.2f} top-1 [{low:+.2f}, {high:+.2f}]")
