@@ -15,21 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
-from squeezelab.compress.fidelity import cifar10_images, collect_logits, compare, standard_images
-from squeezelab.compress.measure import skimage_photos
+from compression_curve import SHARED, calibration_images, child_fidelity
+from squeezelab.compress.fidelity import cifar10_images, collect_logits, standard_images
 from squeezelab.compress.pipeline import compress_model
 from squeezelab.export.timing import OtherLoad, machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
 from squeezelab.weights.loader import load_weights
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: CIFAR-10 training images that calibrate the least-squares stage (as benchmarks/compression_curve.py).
 CALIBRATION_IMAGES = 32
+#: Stages before the distillation: the same for every row, so their fidelity is measured once.
+SHARED_STAGES = ("k-means", "least-squares")
 
 
 def main() -> None:
@@ -48,16 +48,19 @@ def main() -> None:
 
     state, meta = load_weights(args.weights)
     evaluation = standard_images(meta.preprocess, data_dir=args.data, limit=args.limit)
-    calibration = skimage_photos() + [read() for read in cifar10_images(
-        meta.preprocess, data_dir=args.data, split="train", limit=CALIBRATION_IMAGES).readers]
+    calibration = calibration_images(meta.preprocess, args.data, CALIBRATION_IMAGES)
     parent = meta.build_model().eval()
     parent.load_state_dict(state)
     logits, labels = collect_logits({"parent": parent}, evaluation)
+    before_distillation: dict[str, dict] = {}
 
-    def fidelity(compressed) -> dict:
-        child = meta.build_model().eval()
-        child.load_state_dict(compressed.state_dict())
-        return compare(logits["parent"], collect_logits({"child": child}, evaluation)[0]["child"], labels).as_dict()
+    def fidelity(name: str, compressed) -> dict:
+        if name in before_distillation:
+            return before_distillation[name]
+        measured = child_fidelity(meta, compressed, logits["parent"], labels, evaluation)
+        if name in SHARED_STAGES:
+            before_distillation[name] = measured
+        return measured
 
     rows: list[dict] = []
 
@@ -75,8 +78,8 @@ def main() -> None:
                 start = time.perf_counter()
                 compress_model(state, meta, bits=args.bits, calibration=calibration,
                                finetune=(tuning, torch.full((len(tuning),), -1)), finetune_epochs=args.epochs,
-                               finetune_lr=lr, on_stage=lambda name, compressed: stages.update({name: fidelity(
-                                   compressed)}))
+                               finetune_lr=lr,
+                               on_stage=lambda name, compressed: stages.update({name: fidelity(name, compressed)}))
                 rows.append({"weights": args.weights, "bits": args.bits, "images": len(tuning), "epochs": args.epochs,
                              "lr": lr, "stages": stages, "seconds": round(time.perf_counter() - start)})
                 print(json.dumps(rows[-1]), flush=True)

@@ -41,6 +41,20 @@ def table(rows: list[dict]) -> str:
          for r in rows], markdown=True)
 
 
+def calibration_images(preprocess, data_dir: str, count: int) -> list:
+    """The least-squares calibration set: the scikit-image photos + ``count`` evenly spaced CIFAR-10 *train*
+    images (disjoint from the standard set's test images)."""
+    return skimage_photos() + [read() for read in cifar10_images(preprocess, data_dir=data_dir, split="train",
+                                                                 limit=count).readers]
+
+
+def child_fidelity(meta, compressed, parent_logits: torch.Tensor, labels: torch.Tensor, images) -> dict:
+    """Agreement, KL and top-1 of a compressed model against its parent's logits on ``images``."""
+    child = meta.build_model().eval()
+    child.load_state_dict(compressed.state_dict())
+    return compare(parent_logits, collect_logits({"child": child}, images)[0]["child"], labels).as_dict()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="squeezenet1_0.deep_compression,squeezenet1_1.torchvision")
@@ -58,8 +72,7 @@ def main() -> None:
     for spec in args.weights.split(","):
         state, meta = load_weights(spec)
         images = standard_images(meta.preprocess, data_dir=args.data, limit=args.limit)
-        calibration = skimage_photos() + [read() for read in cifar10_images(
-            meta.preprocess, data_dir=args.data, split="train", limit=args.calibration).readers]
+        calibration = calibration_images(meta.preprocess, args.data, args.calibration)
         parent = meta.build_model().eval()
         parent.load_state_dict(state)
         start = time.perf_counter()
@@ -71,11 +84,9 @@ def main() -> None:
                 start = time.perf_counter()
                 report = compress_model(state, meta, bits=bits,
                                         calibration=calibration if refine == "least-squares" else None)
-                child = meta.build_model().eval()
-                child.load_state_dict(report.compressed.state_dict())
-                fid = compare(parent_logits, collect_logits({"child": child}, images)[0]["child"], labels)
+                fid = child_fidelity(meta, report.compressed, parent_logits, labels, images)
                 rows.append({"weights": spec, "bits": bits, "refine": refine, "bytes": report.file_bytes,
-                             "paper_mb": PAPER_MB.get((spec, bits)), **fid.as_dict(),
+                             "paper_mb": PAPER_MB.get((spec, bits)), **fid,
                              "seconds": round(time.perf_counter() - start, 1)})
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
                 payload = {"data": args.data, "cifar_test_images": args.limit or 10_000,
