@@ -33,6 +33,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from squeezelab.cli.args import json_or_text
 from squeezelab.export.timing import OtherLoad, machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
@@ -71,10 +72,7 @@ def parse_settings(pairs: list[str]) -> dict:
         key, sep, text = pair.partition("=")
         if not sep:
             raise SystemExit(f"--set takes KEY=VALUE, got {pair!r}")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
+        value = json_or_text(text)
         if key.startswith("model."):
             settings.setdefault("model_kwargs", {})[key.removeprefix("model.")] = value
         else:

@@ -35,6 +35,7 @@ def stage(ctx: Any) -> None:
         f"{prof.table(markdown=True, blocks_only=True)}\n\n```\n{prof.summary()}\n```\n\n{link}",
     )
     results, claims_ctx = run_claims(figure_dir=ctx.root, sweep_dir=ctx.sweep_dir)
+    ctx.artifacts["sweep_figure"] = SWEEP_FIGURE in claims_ctx.figures
     figures = [name for name in claims_ctx.figures if name != SWEEP_FIGURE]  # shown with the sweep's tables below
     body = render_markdown(results, figures).split("\n", 2)[2]
     ctx.report.add("The papers' claims", body.replace("\n## ", "\n### "))
@@ -52,8 +53,11 @@ def design_space_stage(ctx: Any) -> None:
         return
     title, *body = report.read_text().splitlines()
     text = "\n".join("#" + line if line.startswith("## ") else line for line in body)  # its sections nest here
-    if (folder / "figure3.png").is_file():
+    drawn = ctx.artifacts.get("sweep_figure", False)  # the claims stage plots it from the same results
+    if not drawn and (folder / "figure3.png").is_file():
         with atomic_path(ctx.root / SWEEP_FIGURE) as tmp:
             shutil.copyfile(folder / "figure3.png", tmp)
+        drawn = True
+    if drawn:
         text = text.replace("(figure3.png)", f"({SWEEP_FIGURE})")
     ctx.report.add("Design space (measured)", f"`{report}`: {title.lstrip('# ')}.\n\n{text}")

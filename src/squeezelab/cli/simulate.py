@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import SqueezelabError
 from ..tables import format_table
-from .args import MAX_INPUT_SIZE, check_outputs
+from .args import MAX_INPUT_SIZE, check_outputs, json_or_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,10 +61,7 @@ def _model_spec(text: str) -> tuple[str, dict]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SqueezelabError(f"model {text!r}: overrides must be KEY=VALUE, e.g. squeezenet1_0:conv10_padding=1")
-        try:
-            overrides[key] = json.loads(value)
-        except ValueError:
-            overrides[key] = value
+        overrides[key] = json_or_text(value)
     return name, overrides
 
 
