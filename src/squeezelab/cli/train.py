@@ -13,6 +13,8 @@ import argparse
 import json
 
 from ..errors import SqueezelabError
+from ..train.config import (ADAMW_SOLVER, AMP_MODES, DEFAULT_WEIGHT_DECAY, OPTIMIZERS, SCHEDULES, SQUEEZENET_SOLVER,
+                            SQUEEZENEXT_SOLVER, TrainConfig)
 from .args import batch_size, float_range, input_size, int_range, non_negative_float, positive_float, positive_int
 
 
@@ -45,26 +47,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-after", type=positive_int, metavar="N",
                    help="stop once N epochs of the planned schedule are done (state saved); --resume continues the "
                         "same schedule")
-    p.add_argument("--seed", type=int_range(0, 2**32 - 1, what="a seed"), help="default 0")
+    p.add_argument("--seed", type=int_range(0, 2**32 - 1, what="a seed"), help=f"default {TrainConfig.seed}")
     p.add_argument("--data-seed", type=int_range(0, 2**32 - 1, what="a seed"),
                    help="seed of the train/val split and --train-limit/--val-limit subsets (default: --seed)")
     p.add_argument("--input-size", type=input_size, help="square input side (default 32 for digits/Fashion-MNIST/"
                                                          "CIFAR, 224 for folders); <= 64 px switches on small_input "
                                                          "stems")
-    p.add_argument("--epochs", type=positive_int, help="default 10")
-    p.add_argument("--batch-size", "-b", type=batch_size, help="per process (default 64)")
-    p.add_argument("--optimizer", choices=("auto", "sgd", "adamw"),
-                   help="default auto: SGD with momentum for models with BatchNorm, AdamW for SqueezeNet (no BN)")
+    p.add_argument("--epochs", type=positive_int, help=f"default {TrainConfig.epochs}")
+    p.add_argument("--batch-size", "-b", type=batch_size, help=f"per process (default {TrainConfig.batch_size})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help=f"default {TrainConfig.optimizer}: SGD with momentum for models with BatchNorm, AdamW for "
+                        "SqueezeNet (no BN)")
     p.add_argument("--lr", type=positive_float,
-                   help="base LR (default: SGD 0.4 x sqrt(batch/1024) with BN, 0.04 x batch/512 without; "
-                        "AdamW 0.002 x sqrt(batch/64))")
-    p.add_argument("--momentum", type=float_range(0.0, 1.0, high_open=True), help="SGD momentum (default 0.9)")
-    p.add_argument("--weight-decay", type=non_negative_float, help="default 5e-4 for SGD, 0.05 for AdamW")
-    p.add_argument("--schedule", choices=("cosine", "poly"), help="default cosine")
-    p.add_argument("--warmup-epochs", type=non_negative_float, help="default 1")
-    p.add_argument("--label-smoothing", type=float_range(0.0, 1.0, high_open=True), help="default 0")
-    p.add_argument("--amp", choices=("auto", "on", "off"),
-                   help="mixed precision (default auto: on for CUDA and for CPUs with native BF16, "
+                   help=f"base LR (default: SGD {SQUEEZENEXT_SOLVER[0]} x sqrt(batch/{SQUEEZENEXT_SOLVER[1]}) with "
+                        f"BN, {SQUEEZENET_SOLVER[0]} x batch/{SQUEEZENET_SOLVER[1]} without; AdamW {ADAMW_SOLVER[0]} x "
+                        f"sqrt(batch/{ADAMW_SOLVER[1]}))")
+    p.add_argument("--momentum", type=float_range(0.0, 1.0, high_open=True),
+                   help=f"SGD momentum (default {TrainConfig.momentum})")
+    p.add_argument("--weight-decay", type=non_negative_float,
+                   help=f"default {DEFAULT_WEIGHT_DECAY['sgd']:g} for SGD, {DEFAULT_WEIGHT_DECAY['adamw']:g} for AdamW")
+    p.add_argument("--schedule", choices=SCHEDULES, help=f"default {TrainConfig.schedule}")
+    p.add_argument("--warmup-epochs", type=non_negative_float, help=f"default {TrainConfig.warmup_epochs:g}")
+    p.add_argument("--label-smoothing", type=float_range(0.0, 1.0, high_open=True),
+                   help=f"default {TrainConfig.label_smoothing:g}")
+    p.add_argument("--amp", choices=AMP_MODES,
+                   help=f"mixed precision (default {TrainConfig.amp}: on for CUDA and for CPUs with native BF16, "
                         "avx512_bf16 or amx_bf16)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="channels_last memory format (default: on; faster on CPU in every case of "
@@ -83,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="create_model overrides, e.g. '{\"small_input\": false, \"dropout\": 0.2}'")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random crops/flips")
     p.add_argument("--val-fraction", type=float_range(0.0, 1.0, low_open=True, high_open=True),
-                   help="held-out share for digits and folders without val/ (default 0.2)")
+                   help=f"held-out share for digits and folders without val/ (default {TrainConfig.val_fraction})")
     p.add_argument("--train-limit", type=positive_int, help="train on a fixed random subset of this many images")
     p.add_argument("--val-limit", type=positive_int, help="validate on a fixed random subset of this many images")
     p.add_argument("--grad-clip", type=positive_float, help="clip the gradient norm to this value")

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import SqueezelabError
 from ..io import check_output
-from .config import OPTIMIZERS, TrainConfig
+from .config import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
 from .state import is_run_dir
 
 
@@ -36,14 +36,14 @@ def validate_config(cfg: TrainConfig) -> None:
         raise SqueezelabError(f"--lr must be > 0, got {cfg.lr}")
     if not 0.0 <= cfg.label_smoothing < 1.0:
         raise SqueezelabError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if cfg.amp not in ("auto", "on", "off"):
-        raise SqueezelabError(f"--amp must be auto, on or off, got {cfg.amp!r}")
+    if cfg.amp not in AMP_MODES:
+        raise SqueezelabError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     if cfg.resume and cfg.overwrite:
         raise SqueezelabError("--resume continues a run and --overwrite replaces it; pass one of them")
-    if cfg.schedule not in ("cosine", "poly"):
-        raise SqueezelabError(f"unknown schedule {cfg.schedule!r}; use cosine or poly")
+    if cfg.schedule not in SCHEDULES:
+        raise SqueezelabError(f"unknown schedule {cfg.schedule!r}; use one of {', '.join(SCHEDULES)}")
     if cfg.optimizer not in OPTIMIZERS:
-        raise SqueezelabError(f"unknown optimizer {cfg.optimizer!r}; use auto, sgd or adamw")
+        raise SqueezelabError(f"unknown optimizer {cfg.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
 def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:

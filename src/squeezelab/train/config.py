@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from torch import nn
-
+if TYPE_CHECKING:  # this module stays torch-free, so the CLI can show its defaults without loading torch
+    from torch import nn
 
 #: ``TrainConfig.optimizer`` values: ``auto`` picks SGD with BatchNorm, AdamW without (``engine.resolve_optimizer``).
 OPTIMIZERS = ("auto", "sgd", "adamw")
+#: ``TrainConfig.schedule`` values (``engine.lr_factor``).
+SCHEDULES = ("cosine", "poly")
+#: ``TrainConfig.amp`` values (``engine.choose_amp``).
+AMP_MODES = ("auto", "on", "off")
+#: (base LR, batch) of the papers' solvers (shared/reference/models.md): SqueezeNet's Caffe solver
+#: (no BN) and SqueezeNext's (BN).
+SQUEEZENET_SOLVER = (0.04, 512)
+SQUEEZENEXT_SOLVER = (0.4, 1024)
+#: (base LR, batch) of AdamW, the default for networks without BatchNorm (docs/training.md, "Short schedules").
+ADAMW_SOLVER = (0.002, 64)
+#: Weight decay of each optimizer: the papers' 5e-4 for SGD; AdamW's decoupled decay (Loshchilov & Hutter
+#: 2019) at timm's default 0.05.
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
 
 
 @dataclass

@@ -49,7 +49,7 @@ from ..errors import SqueezelabError
 from ..models import create_model, get_model_entry
 from ..weights.checkpoint import CheckpointMeta, read_checkpoint
 from .checks import check_input_size, check_run_dir, validate_config
-from .config import TrainConfig
+from .config import ADAMW_SOLVER, DEFAULT_WEIGHT_DECAY, SQUEEZENET_SOLVER, SQUEEZENEXT_SOLVER, TrainConfig
 from .logs import Progress
 from .recipe import recompute_bn_statistics, warmup_steps
 from .resume import explicit_fields, resume_config
@@ -57,17 +57,6 @@ from .state import MASKS_FILE, STATE_FILE, CheckpointSaver, capture_rng, load_st
 
 __all__ = ["EvalResult", "LoopState", "TrainResult", "TrainingRun", "choose_amp", "default_lr", "evaluate_model",
            "lr_factor", "make_optimizer", "precision_label", "resolve_optimizer", "train", "train_one_epoch"]
-
-#: (base LR, batch) of the papers' solvers (shared/reference/models.md): SqueezeNet's Caffe solver
-#: (no BN) and SqueezeNext's (BN).
-SQUEEZENET_SOLVER = (0.04, 512)
-SQUEEZENEXT_SOLVER = (0.4, 1024)
-#: (base LR, batch) of AdamW, the default for networks without BatchNorm (docs/training.md, "Short schedules").
-ADAMW_SOLVER = (0.002, 64)
-#: Weight decay of each optimizer: the papers' 5e-4 for SGD; AdamW's decoupled decay (Loshchilov & Hutter
-#: 2019) at timm's default 0.05.
-DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
-
 
 def resolve_optimizer(name: str, batchnorm: bool) -> str:
     """``auto`` -> SGD with momentum for BatchNorm networks (the papers' solver), AdamW without BatchNorm.
