@@ -111,7 +111,7 @@ def test_torchrun_ddp_two_processes(tmp_path: Path) -> None:
     data = _digit_folder(tmp_path / "digits")
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",  # a free port
            "-m", "squeezelab", "train", "squeezenet1_1", "--data", str(data), "--input-size", "8", "--epochs", "1",
            "--batch-size", "16", "--device", "cpu", "--no-progress", "--output", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
