@@ -30,7 +30,8 @@ COMPAT = ROOT / "tests" / "data" / "compat"
 HEAVY = ("onnxruntime", "matplotlib", "sklearn", "skimage")
 #: The core: what every stage may import and what imports no stage (docs/architecture.md).
 CORE = ("squeezelab", "squeezelab.errors", "squeezelab.io", "squeezelab.tables", "squeezelab.extras", "squeezelab.cpu",
-        "squeezelab.plotting", "squeezelab.models", "squeezelab.weights", "squeezelab.data.preprocess")
+        "squeezelab.plotting", "squeezelab.lazy", "squeezelab.models", "squeezelab.weights",
+        "squeezelab.data.preprocess")
 CLI = ("squeezelab.cli", "squeezelab.__main__")
 
 

@@ -8,9 +8,9 @@ runs this ``__init__`` first; so the dataset names are resolved on first use (PE
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_names
 from .preprocess import CAFFE, TORCHVISION, Preprocess
 
 #: Names of :mod:`.datasets`, imported on first access.
@@ -21,15 +21,4 @@ __all__ = ["CAFFE", "TORCHVISION", "Preprocess", *sorted(_DATASETS)]
 if TYPE_CHECKING:
     from .datasets import SKIPPED_LABEL, DatasetBundle, EpochSampler, ImageDataset, build_datasets
 
-
-def __getattr__(name: str) -> Any:
-    """Import :mod:`.datasets` when one of its names is first used."""
-    if name not in _DATASETS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.datasets"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _DATASETS)
+__getattr__, __dir__ = lazy_names(globals(), dict.fromkeys(_DATASETS, f"{__name__}.datasets"))
