@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -42,3 +43,22 @@ def test_dataset_and_batches_agree_and_training_mode_is_restored() -> None:
     assert (from_dataset.correct_top1, from_dataset.correct_top5, from_dataset.per_class) == \
         (from_batches.correct_top1, from_batches.correct_top5, from_batches.per_class)
     assert math.isclose(from_dataset.loss, from_batches.loss, rel_tol=1e-6) and from_dataset.count == 50
+
+
+def test_flip_tta_scores_the_mean_logits_of_each_image_and_its_mirror() -> None:
+    """Reference: the two forward passes written out by hand, scored with torch's own cross-entropy."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 3 * 4, 5))
+    images, labels = torch.randn(40, 3, 5, 6), torch.randint(0, 5, (40,))
+    result = evaluate_model(model, TensorDataset(images, labels), batch_size=16, tta="flip")
+    with torch.no_grad():
+        mean = (model(images) + model(torch.flip(images, dims=[3]))) / 2
+    assert result.correct_top1 == int((mean.argmax(1) == labels).sum())
+    assert math.isclose(result.loss, nn.functional.cross_entropy(mean, labels).item(), rel_tol=1e-5)
+    plain = evaluate_model(model, TensorDataset(images, labels), batch_size=16)
+    assert not math.isclose(plain.loss, result.loss, rel_tol=1e-3)  # the mirror images were scored too
+
+
+def test_unknown_tta_is_refused() -> None:
+    with pytest.raises(ValueError, match="tta must be one of"):
+        evaluate_model(_logits_model, [], tta="rotate")

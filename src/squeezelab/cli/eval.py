@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 
+from ..data.evaluate import TTA_MODES
 from ..inference import evaluate
 from ..io import atomic_write_text
 from ..weights import load_model
@@ -22,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=batch_size, default=50)
     p.add_argument("--workers", type=int_range(0, 64, what="a worker count"), default=min(4, os.cpu_count() or 1),
                    help="data loader processes (0: load in this process)")
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
+                   help="test-time augmentation: 'flip' averages the logits of each image and its mirror image "
+                        "(for weights trained with flips, such as the CIFAR-10 checkpoints); default none")
     p.add_argument("--json", metavar="OUT", help="also write the results (with per-class accuracy) as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -32,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args.json, inputs=inputs)
     model, meta = load_model(args.weights, args.model)
     result = evaluate(model, meta, args.data, batch_size=args.batch_size, workers=args.workers,
-                      progress=not args.no_progress, warn=warn)
-    print(f"{meta.architecture} weights {args.weights} on {args.data} [{result['layout']}]")
+                      progress=not args.no_progress, warn=warn, tta=args.tta)
+    tta = "" if args.tta == "none" else f", {args.tta} test-time augmentation"
+    print(f"{meta.architecture} weights {args.weights} on {args.data} [{result['layout']}{tta}]")
     print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  ({result['count']} images, "
           f"{result['skipped']} non-image files skipped, {result['seconds']:.1f}s)")
     if args.json:

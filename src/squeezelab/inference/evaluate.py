@@ -142,8 +142,11 @@ class _ImageDataset(Dataset):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_size: int = 50, workers: int = 0,
-             progress: bool = False, warn: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+             progress: bool = False, warn: Optional[Callable[[str], None]] = None, tta: str = "none"
+             ) -> dict[str, Any]:
     """Top-1 / top-5 (percent) of ``model`` on ``data_dir`` with ``meta.preprocess``.
+
+    ``tta="flip"`` scores the mean logits of each image and its mirror image (``TTA_MODES``).
 
     ``warn`` receives the data folder's warnings (see :func:`scan_images`) before the run.
 
@@ -179,7 +182,7 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
                 bar.update(len(labels))
 
     try:
-        result = evaluate_model(model, batches())
+        result = evaluate_model(model, batches(), tta=tta)
     finally:
         if bar is not None:
             bar.close()
@@ -195,6 +198,7 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
         "skipped": len(skipped),
         "skipped_files": [str(p) for p in skipped[:20]],
         "layout": layout,
+        "tta": tta,
         "seconds": round(seconds, 3),
         "images_per_second": round(count / seconds, 2) if seconds > 0 else None,
         "per_class": {

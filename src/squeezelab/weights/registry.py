@@ -73,17 +73,20 @@ def _github(repo: str, commit: str, path: str) -> str:
     return f"https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 
 
-def _trained_on_cifar10(architecture: str, title: str, sha256: str, size: int, *, top1: float, top5: float
-                        ) -> WeightsEntry:
+def _trained_on_cifar10(architecture: str, title: str, sha256: str, size: int, *, top1: float, top5: float,
+                        top1_flip: float, top5_flip: float) -> WeightsEntry:
     """A checkpoint ``squeezelab train ARCH --data cifar10:DIR --epochs 30`` made with the default recipe and
     the small-input stem, shipped as package data (no URL); ``top1``/``top5``: the run's last epoch on the
-    10,000 test images (weights/trained/TRAINED.md has each recipe and log)."""
+    10,000 test images, ``*_flip`` the same with ``squeezelab eval --tta flip`` (weights/trained/TRAINED.md has
+    each recipe and log)."""
     return WeightsEntry(
         name=f"{architecture}.cifar10", architecture=architecture, model_kwargs={"small_input": True},
         source_format="safetensors", files=(WeightFile(f"{architecture}.cifar10.safetensors", None, sha256, size),),
         preprocess=CIFAR10_32, categories=CIFAR10_CLASSES, dataset="cifar10",
         description=f"{title} (small-input stem) trained by squeezelab on CIFAR-10: default recipe, 30 epochs",
-        license="BSD-3-Clause (squeezelab)", metrics={"cifar10_test_top1": top1, "cifar10_test_top5": top5})
+        license="BSD-3-Clause (squeezelab)",
+        metrics={"cifar10_test_top1": top1, "cifar10_test_top5": top5,
+                 "cifar10_test_top1_flip": top1_flip, "cifar10_test_top5_flip": top5_flip})
 
 
 _DC = ("songhan/SqueezeNet-Deep-Compression", "fb13faa2")
@@ -137,10 +140,10 @@ _ENTRIES = (
     ),
     _trained_on_cifar10("squeezenet1_1", "squeezenet1_1",
                         "7c53cd565ec3b7b0495613055417beabf7f540f547c19dc7daea0c1f92421ee1", 2_916_040,
-                        top1=80.02, top5=98.9),
+                        top1=80.02, top5=98.9, top1_flip=81.39, top5_flip=98.89),
     _trained_on_cifar10("sqnxt23v5_w1", "1.0-SqNxt-23v5",
                         "c9709d9d2aa5e959550742e86a27878bb159c3a29561849b2cf54ab036f82870", 3_332_280,
-                        top1=84.56, top5=99.37),
+                        top1=84.56, top5=99.37, top1_flip=85.59, top5_flip=99.41),
 )
 
 WEIGHTS: dict[str, WeightsEntry] = {entry.name: entry for entry in _ENTRIES}
