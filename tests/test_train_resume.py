@@ -18,7 +18,9 @@ from _train_helpers import stop_at
 from squeezelab.cli.main import main as cli_main
 from squeezelab.compress.prune import magnitude_masks, save_masks
 from squeezelab.models import create_model
+from squeezelab.errors import SqueezelabError
 from squeezelab.train import TrainConfig, train
+from squeezelab.train.resume import resume_config
 from squeezelab.weights.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 
 RECIPE = dict(data="digits", input_size=8, train_limit=96, val_limit=60, batch_size=32, epochs=3, lr=0.02,
@@ -236,3 +238,18 @@ def test_run_saved_before_the_optimizer_option_resumes_with_sgd(full_run: Path, 
     assert "SGD lr 0.02" in capsys.readouterr().out
     saved = torch.load(stopped / "state.pt", weights_only=True)
     assert saved["config"]["optimizer"] == "sgd" and "momentum_buffer" in str(saved["optimizer"]["state"])
+
+
+def test_the_same_data_folder_by_another_path_is_not_a_conflict(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run made with ``--data cifar10:/abs/data`` resumes with ``--data cifar10:../data`` from elsewhere."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    saved = TrainConfig("squeezenet1_1", data=f"cifar10:{tmp_path / 'data'}").to_dict()
+    cfg, _ = resume_config(TrainConfig("squeezenet1_1", data="cifar10:../data"), saved, {"data"})
+    assert cfg.data == saved["data"]
+    with pytest.raises(SqueezelabError, match=r"--data 'cifar10:\.\./work' conflicts"):
+        resume_config(TrainConfig("squeezenet1_1", data="cifar10:../work"), saved, {"data"})
+    with pytest.raises(SqueezelabError, match=r"--data 'fashion-mnist' conflicts"):
+        resume_config(TrainConfig("squeezenet1_1", data="fashion-mnist"), saved, {"data"})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import MISSING, fields, replace
+from pathlib import Path
 from typing import Any, Collection
 
+from ..data.datasets import parse_data_source
 from ..errors import SqueezelabError
 from ..models import get_model_entry
 from .config import TrainConfig
@@ -28,9 +30,17 @@ def explicit_fields(cfg: TrainConfig) -> set[str]:
     return given
 
 
+def _data_identity(data: str) -> tuple[str, str]:
+    """A ``--data`` string's kind and resolved folder: ``../shared/data`` and its absolute path are one source."""
+    source = parse_data_source(data)
+    return source.kind, str(Path(source.location).resolve()) if source.location else ""
+
+
 def _same_setting(name: str, given: Any, saved: Any) -> bool:
     if name == "model":
         return get_model_entry(given).name == get_model_entry(saved).name
+    if name == "data" and isinstance(given, str) and isinstance(saved, str):
+        return _data_identity(given) == _data_identity(saved)
     return given == saved
 
 
