@@ -17,8 +17,8 @@ import torch
 from _train_helpers import stop_at
 from squeezelab.cli.main import main as cli_main
 from squeezelab.compress.prune import magnitude_masks, save_masks
-from squeezelab.models import create_model
 from squeezelab.errors import SqueezelabError
+from squeezelab.models import create_model
 from squeezelab.train import TrainConfig, train
 from squeezelab.train.resume import resume_config
 from squeezelab.weights.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint

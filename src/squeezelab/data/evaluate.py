@@ -76,9 +76,10 @@ def evaluate_model(model: Callable[[torch.Tensor], torch.Tensor], data: Union[Da
                 sums[4] += float((~keep).sum())
                 if not keep.any():
                     continue
-                logits = model(images[keep]).float()
+                images = images[keep]
+                logits = model(images).float()
                 if tta == "flip":
-                    logits = (logits + model(images[keep].flip(-1)).float()) / 2
+                    logits = (logits + model(images.flip(-1)).float()) / 2
                 labels = labels[keep]
                 classes = logits.shape[1]
                 topk = logits.topk(min(5, classes), dim=1).indices

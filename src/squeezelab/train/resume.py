@@ -39,7 +39,7 @@ def _data_identity(data: str) -> tuple[str, str]:
 def _same_setting(name: str, given: Any, saved: Any) -> bool:
     if name == "model":
         return get_model_entry(given).name == get_model_entry(saved).name
-    if name == "data" and isinstance(given, str) and isinstance(saved, str):
+    if name == "data":
         return _data_identity(given) == _data_identity(saved)
     return given == saved
 
