@@ -16,6 +16,7 @@ import pytest
 from squeezelab.analysis.design_space import (EXPERIMENTS, FINDINGS, DesignPoint, build_report, grid, mean_interval,
                                               summarize, t_quantile, verdict, welch_interval)
 from squeezelab.cli.main import main as cli_main
+from squeezelab.train import engine
 from squeezelab.train import sweep as sweep_module
 from squeezelab.train.sweep import Budget, report_from_cache, run_sweep
 
@@ -276,3 +277,17 @@ def test_committed_points_keep_their_cache_keys(data: str):
             key = sweep_module.point_key(point, seed, quick, data)
             record = json.loads((COMMITTED / "points" / f"{key}.json").read_text())
             assert (record["seed"], record["point"]) == (seed, point.label)
+
+
+def test_a_changed_default_rule_changes_the_cache_key(swept: Path, monkeypatch: pytest.MonkeyPatch):
+    """``lr=None`` and ``weight_decay=None`` name rules (``default_lr``, ``DEFAULT_WEIGHT_DECAY``): a new default
+    must retrain every point, not reuse it. Each record keeps the solver it trained with."""
+    point = grid(["bypass"])[0]
+    key = sweep_module.point_key(point, 0, TINY, "digits")
+    record = json.loads((swept / "points" / f"{key}.json").read_text())
+    assert record["solver"] == {"optimizer": "adamw", "lr": engine.ADAMW_SOLVER[0] * math.sqrt(32 / 64),
+                                "weight_decay": 0.05}
+    monkeypatch.setattr(engine, "ADAMW_SOLVER", (0.001, 64))
+    lower_rate = sweep_module.point_key(point, 0, TINY, "digits")
+    monkeypatch.setattr(engine, "DEFAULT_WEIGHT_DECAY", {"sgd": 5e-4, "adamw": 0.01})
+    assert len({key, lower_rate, sweep_module.point_key(point, 0, TINY, "digits")}) == 3

@@ -55,8 +55,9 @@ from .recipe import recompute_bn_statistics, warmup_steps
 from .resume import explicit_fields, resume_config
 from .state import MASKS_FILE, STATE_FILE, CheckpointSaver, capture_rng, load_state, restore_rng
 
-__all__ = ["EvalResult", "LoopState", "TrainResult", "TrainingRun", "choose_amp", "default_lr", "evaluate_model",
-           "lr_factor", "make_optimizer", "precision_label", "resolve_optimizer", "train", "train_one_epoch"]
+__all__ = ["EvalResult", "LoopState", "Solver", "TrainResult", "TrainingRun", "choose_amp", "default_lr",
+           "evaluate_model", "has_batchnorm", "lr_factor", "make_optimizer", "precision_label", "resolve_optimizer",
+           "resolve_solver", "train", "train_one_epoch"]
 
 def resolve_optimizer(name: str, batchnorm: bool) -> str:
     """``auto`` -> SGD with momentum for BatchNorm networks (the papers' solver), AdamW without BatchNorm.
@@ -91,6 +92,24 @@ def default_lr(batchnorm: bool, batch: int, optimizer: str = "sgd") -> float:
         return rate * math.sqrt(batch / reference)
     rate, reference = SQUEEZENET_SOLVER
     return rate * batch / reference
+
+
+@dataclass(frozen=True)
+class Solver:
+    """The optimizer settings a run trains with once the recipe's rules have filled in ``optimizer="auto"``,
+    ``lr=None`` and ``weight_decay=None``."""
+
+    optimizer: str
+    lr: float
+    weight_decay: float
+
+
+def resolve_solver(cfg: TrainConfig, batchnorm: bool, world_size: int = 1) -> Solver:
+    """``cfg``'s optimizer, base LR (for the total batch over ``world_size`` processes) and weight decay."""
+    name = resolve_optimizer(cfg.optimizer, batchnorm)
+    lr = cfg.lr if cfg.lr is not None else default_lr(batchnorm, cfg.batch_size * world_size, name)
+    weight_decay = cfg.weight_decay if cfg.weight_decay is not None else DEFAULT_WEIGHT_DECAY[name]
+    return Solver(name, lr, weight_decay)
 
 
 def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
@@ -183,7 +202,8 @@ def precision_label(amp_dtype: Optional[torch.dtype]) -> str:
     return "fp32" if amp_dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype] + " autocast"
 
 
-def _has_batchnorm(model: nn.Module) -> bool:
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` normalises with BatchNorm: it picks the optimizer, LR rule and warmup (``recipe``)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
@@ -434,14 +454,11 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
     use_amp, amp_dtype = chosen is not None, chosen or torch.bfloat16
     precision = f"{precision_label(chosen)} ({why})"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    optimizer_name = resolve_optimizer(cfg.optimizer, _has_batchnorm(model))
-    base_lr = cfg.lr if cfg.lr is not None else default_lr(_has_batchnorm(model), cfg.batch_size * ddp.world_size,
-                                                           optimizer_name)
-    weight_decay = cfg.weight_decay if cfg.weight_decay is not None else DEFAULT_WEIGHT_DECAY[optimizer_name]
-    optimizer = make_optimizer(optimizer_name, model, base_lr, weight_decay, cfg.momentum)
+    solver = resolve_solver(cfg, has_batchnorm(model), ddp.world_size)
+    optimizer = make_optimizer(solver.optimizer, model, solver.lr, solver.weight_decay, cfg.momentum)
     steps_per_epoch = math.ceil(math.ceil(len(bundle.train) / ddp.world_size) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    warmup = warmup_steps(cfg.warmup_epochs, steps_per_epoch, total_steps, _has_batchnorm(model))
+    warmup = warmup_steps(cfg.warmup_epochs, steps_per_epoch, total_steps, has_batchnorm(model))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.schedule))
     if resume_state is not None:
@@ -453,7 +470,7 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     workers = cfg.workers if cfg.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
     return TrainingRun(cfg, ddp, device, bundle, model, net, model_kwargs, optimizer, scheduler, scaler, use_amp,
-                       amp_dtype, precision, base_lr, steps_per_epoch, workers, masks, init_note)
+                       amp_dtype, precision, solver.lr, steps_per_epoch, workers, masks, init_note)
 
 
 def _reschedule(run: TrainingRun) -> tuple[float, float]:

@@ -31,7 +31,7 @@ from ..io import atomic_write_text, check_output
 from ..models import create_model
 from ..weights.checkpoint import read_checkpoint
 from .config import TrainConfig
-from .engine import train
+from .engine import Solver, has_batchnorm, resolve_solver, train
 from .resume import ADJUSTABLE_FIELDS, RUNTIME_FIELDS
 from .state import STATE_FILE
 
@@ -83,13 +83,19 @@ def point_config(point: DesignPoint, seed: int, budget: Budget, data: str, **run
 
 
 def point_key(point: DesignPoint, seed: int, budget: Budget, data: str) -> str:
-    """The cache key of one run: a hash of its whole training configuration (recipe included, so a changed
-    default retrains) with the data set's identity in place of its path."""
-    settings = point_config(point, seed, budget, data).to_dict()
-    ident = {name: value for name, value in settings.items() if name not in RUNTIME_FIELDS | ADJUSTABLE_FIELDS}
-    ident.update(data=_data_key(data), version=RECORD_VERSION)
+    """The cache key of one run: a hash of its whole training configuration with the data set's identity in
+    place of its path, and the optimizer, LR and weight decay the recipe's rules resolve (``lr=None`` and
+    ``optimizer="auto"`` name a rule, not a value), so a changed default retrains."""
+    cfg = point_config(point, seed, budget, data)
+    ident = {name: value for name, value in cfg.to_dict().items() if name not in RUNTIME_FIELDS | ADJUSTABLE_FIELDS}
+    ident.update(asdict(_solver(point, cfg)), data=_data_key(data), version=RECORD_VERSION)
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return f"sr{point.sr:g}_pct{point.pct3x3:g}_{point.bypass}_s{seed}_{budget.name}_{digest}"
+
+
+def _solver(point: DesignPoint, cfg: TrainConfig) -> Solver:
+    """The optimizer, LR and weight decay the point trains with."""
+    return resolve_solver(cfg, has_batchnorm(create_model(MODEL, **point.model_kwargs())))
 
 
 @dataclass
@@ -122,6 +128,7 @@ def _record(point: DesignPoint, seed: int, budget: Budget, data: str, run_dir: P
         "top1": final["val_top1"], "top5": final["val_top5"], "test_loss": final["val_loss"],
         "params": params, "size_mb": params * FP32_BYTES / MB,
         "imagenet_size_mb": _imagenet_params(point) * FP32_BYTES / MB,
+        "solver": asdict(_solver(point, point_config(point, seed, budget, data))),
         "train_seconds": sum(float(r["seconds"]) for r in history), "history": history,
     }
 
