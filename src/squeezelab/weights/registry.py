@@ -73,17 +73,19 @@ def _github(repo: str, commit: str, path: str) -> str:
     return f"https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 
 
-def _trained_on_cifar10(architecture: str, title: str, sha256: str, size: int, *, top1: float, top5: float,
-                        top1_flip: float, top5_flip: float) -> WeightsEntry:
-    """A checkpoint ``squeezelab train ARCH --data cifar10:DIR --epochs 30`` made with the default recipe and
-    the small-input stem, shipped as package data (no URL); ``top1``/``top5``: the run's last epoch on the
-    10,000 test images, ``*_flip`` the same with ``squeezelab eval --tta flip`` (weights/trained/TRAINED.md has
-    each recipe and log)."""
+def _trained_on_cifar10(architecture: str, title: str, recipe: str, sha256: str, size: int, *, top1: float,
+                        top5: float, top1_flip: float, top5_flip: float,
+                        model_kwargs: Optional[dict[str, Any]] = None) -> WeightsEntry:
+    """A checkpoint ``squeezelab train ARCH --data cifar10:DIR`` made with the small-input stem (``recipe`` says
+    how), shipped as package data (no URL); ``model_kwargs``: the checkpoint's own (``small_input`` plus any
+    training override); ``top1``/``top5``: the run's last epoch on the 10,000 test images, ``*_flip`` the same
+    with ``squeezelab eval --tta flip`` (weights/trained/TRAINED.md has each recipe and log)."""
     return WeightsEntry(
-        name=f"{architecture}.cifar10", architecture=architecture, model_kwargs={"small_input": True},
+        name=f"{architecture}.cifar10", architecture=architecture, model_kwargs={"small_input": True,
+                                                                                 **(model_kwargs or {})},
         source_format="safetensors", files=(WeightFile(f"{architecture}.cifar10.safetensors", None, sha256, size),),
         preprocess=CIFAR10_32, categories=CIFAR10_CLASSES, dataset="cifar10",
-        description=f"{title} (small-input stem) trained by squeezelab on CIFAR-10: default recipe, 30 epochs",
+        description=f"{title} (small-input stem) trained by squeezelab on CIFAR-10: {recipe}",
         license="BSD-3-Clause (squeezelab)",
         metrics={"cifar10_test_top1": top1, "cifar10_test_top5": top5,
                  "cifar10_test_top1_flip": top1_flip, "cifar10_test_top5_flip": top5_flip})
@@ -138,10 +140,10 @@ _ENTRIES = (
         # preprocess (benchmarks/results/resize_antialias.json).
         metrics={"imagenet_top1": 58.178, "imagenet_top5": 80.624, "samples100_top1": 63.0, "samples100_top5": 89.0},
     ),
-    _trained_on_cifar10("squeezenet1_1", "squeezenet1_1",
-                        "7c53cd565ec3b7b0495613055417beabf7f540f547c19dc7daea0c1f92421ee1", 2_916_040,
-                        top1=80.02, top5=98.9, top1_flip=81.39, top5_flip=98.89),
-    _trained_on_cifar10("sqnxt23v5_w1", "1.0-SqNxt-23v5",
+    _trained_on_cifar10("squeezenet1_1", "squeezenet1_1", "AdamW lr 0.002, dropout 0, 60 epochs",
+                        "c3719638aba8ba0f0fbf0cfb490771eb08d989883dc2c67d7c5cb8f6f1993805", 2_916_056,
+                        top1=83.51, top5=99.13, top1_flip=84.56, top5_flip=99.34, model_kwargs={"dropout": 0.0}),
+    _trained_on_cifar10("sqnxt23v5_w1", "1.0-SqNxt-23v5", "default recipe (SGD), 30 epochs",
                         "c9709d9d2aa5e959550742e86a27878bb159c3a29561849b2cf54ab036f82870", 3_332_280,
                         top1=84.56, top5=99.37, top1_flip=85.59, top5_flip=99.41),
 )
