@@ -287,7 +287,7 @@ def test_a_changed_default_rule_changes_the_cache_key(swept: Path, monkeypatch: 
     record = json.loads((swept / "points" / f"{key}.json").read_text())
     assert record["solver"] == {"optimizer": "adamw", "lr": engine.ADAMW_SOLVER[0] * math.sqrt(32 / 64),
                                 "weight_decay": 0.05}
-    monkeypatch.setattr(engine, "ADAMW_SOLVER", (0.001, 64))
+    monkeypatch.setattr(engine, "ADAMW_SOLVER", (engine.ADAMW_SOLVER[0] / 2, 64))
     lower_rate = sweep_module.point_key(point, 0, TINY, "digits")
     monkeypatch.setattr(engine, "DEFAULT_WEIGHT_DECAY", {"sgd": 5e-4, "adamw": 0.01})
     assert len({key, lower_rate, sweep_module.point_key(point, 0, TINY, "digits")}) == 3

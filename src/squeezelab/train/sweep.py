@@ -56,13 +56,17 @@ class Budget:
     train_limit: Optional[int] = None
     val_limit: Optional[int] = None
     batch_size: int = 64
+    #: Base LR; ``None``: the trainer's default for the batch (``engine.default_lr``).
+    lr: Optional[float] = None
     description: str = ""
 
 
-#: ``quick``: a 10k-image CIFAR-10 training subset, 10 epochs at 32 px, tested on all 10k test images (CPU-able).
-#: ``full``: all 50k training images, 30 epochs at 32 px (a GPU job). Either takes any ``--data``.
+#: ``quick``: a 10k-image CIFAR-10 training subset, 10 epochs at 32 px, tested on all 10k test images (CPU-able),
+#: at AdamW's rate 0.002: the default when its 36 committed runs were trained, kept so that they stay its cache
+#: (docs/design-space.md, "Recipe"). ``full``: all 50k training images, 30 epochs at 32 px (a GPU job), at the
+#: default rate. Either takes any ``--data``.
 BUDGETS: dict[str, Budget] = {
-    "quick": Budget("quick", epochs=10, input_size=32, train_limit=10_000,
+    "quick": Budget("quick", epochs=10, input_size=32, train_limit=10_000, lr=0.002,
                     description="10k-image training subset, 10 epochs, 32 px, full test set"),
     "full": Budget("full", epochs=30, input_size=32,
                    description="full training set, 30 epochs, 32 px, full test set"),
@@ -79,7 +83,7 @@ def point_config(point: DesignPoint, seed: int, budget: Budget, data: str, **run
     """The training configuration of one (point, seed): the trainer's default recipe at ``budget``."""
     return TrainConfig(model=MODEL, data=data, seed=seed, data_seed=DATA_SEED, model_kwargs=point.model_kwargs(),
                        epochs=budget.epochs, input_size=budget.input_size, train_limit=budget.train_limit,
-                       val_limit=budget.val_limit, batch_size=budget.batch_size, **runtime)
+                       val_limit=budget.val_limit, batch_size=budget.batch_size, lr=budget.lr, **runtime)
 
 
 def point_key(point: DesignPoint, seed: int, budget: Budget, data: str) -> str:
