@@ -63,7 +63,7 @@ class Budget:
 
 #: ``quick``: a 10k-image CIFAR-10 training subset, 10 epochs at 32 px, tested on all 10k test images (CPU-able),
 #: at AdamW's rate 0.002: the default when its 36 committed runs were trained, kept so that they stay its cache
-#: (docs/design-space.md, "Recipe"). ``full``: all 50k training images, 30 epochs at 32 px (a GPU job), at the
+#: (docs/design-space.md, "The grid"). ``full``: all 50k training images, 30 epochs at 32 px (a GPU job), at the
 #: default rate. Either takes any ``--data``.
 BUDGETS: dict[str, Budget] = {
     "quick": Budget("quick", epochs=10, input_size=32, train_limit=10_000, lr=0.002,
