@@ -19,7 +19,7 @@ from squeezelab.cli.main import main as cli_main
 from squeezelab.compress.prune import magnitude_masks, save_masks
 from squeezelab.errors import SqueezelabError
 from squeezelab.models import create_model
-from squeezelab.train import TrainConfig, train
+from squeezelab.train import TrainConfig, engine, train
 from squeezelab.train.resume import resume_config
 from squeezelab.weights.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 
@@ -253,3 +253,20 @@ def test_the_same_data_folder_by_another_path_is_not_a_conflict(tmp_path: Path,
         resume_config(TrainConfig("squeezenet1_1", data="cifar10:../work"), saved, {"data"})
     with pytest.raises(SqueezelabError, match=r"--data 'fashion-mnist' conflicts"):
         resume_config(TrainConfig("squeezenet1_1", data="fashion-mnist"), saved, {"data"})
+
+
+def test_a_run_resumes_at_its_own_rate_after_the_default_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``lr=None`` names the rule ``default_lr``; a run started under one default rate and resumed after the
+    default changed (a squeezelab upgrade) continues at the rate it started with, bit for bit."""
+    recipe = {**RECIPE, "lr": None, "optimizer": "adamw"}
+    monkeypatch.setattr(engine, "ADAMW_SOLVER", (0.004, 64))  # 0.004 x sqrt(32/64) at batch 32
+    full = train(TrainConfig("squeezenet1_1", **recipe, threads=1, progress=False, output=str(tmp_path / "full")))
+    cut = tmp_path / "cut"
+    assert train(TrainConfig("squeezenet1_1", **recipe, threads=1, progress=False, output=str(cut),
+                             after_step=stop_at(4))).interrupted
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert _cli(["train", "--resume", str(cut)]) == 0
+    assert f"AdamW lr {0.004 * 0.5 ** 0.5:g} " in capsys.readouterr().out
+    _assert_same_run(full.run_dir, cut)

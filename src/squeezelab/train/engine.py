@@ -469,8 +469,10 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
     if ddp.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     workers = cfg.workers if cfg.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
+    # The scheduler's base rate: the one the run started with, also when a resumed run's ``lr=None`` would now
+    # resolve to another default.
     return TrainingRun(cfg, ddp, device, bundle, model, net, model_kwargs, optimizer, scheduler, scaler, use_amp,
-                       amp_dtype, precision, solver.lr, steps_per_epoch, workers, masks, init_note)
+                       amp_dtype, precision, scheduler.base_lrs[0], steps_per_epoch, workers, masks, init_note)
 
 
 def _reschedule(run: TrainingRun) -> tuple[float, float]:
