@@ -373,11 +373,16 @@ class TrainingRun:
     amp_dtype: torch.dtype
     #: the log's precision note, e.g. ``bf16 autocast (auto: native BF16 on this CPU)``
     precision: str
-    base_lr: float
     steps_per_epoch: int
     workers: int
     masks: Optional[dict[str, torch.Tensor]]
     init_note: str
+
+    @property
+    def base_lr(self) -> float:
+        """The scheduler's base rate: the one the run started with, also when a resumed run's ``lr=None`` would
+        now resolve to another default."""
+        return self.scheduler.base_lrs[0]
 
 
 def _zero_running() -> dict[str, float]:
@@ -454,11 +459,12 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
     use_amp, amp_dtype = chosen is not None, chosen or torch.bfloat16
     precision = f"{precision_label(chosen)} ({why})"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    solver = resolve_solver(cfg, has_batchnorm(model), ddp.world_size)
+    batchnorm = has_batchnorm(model)
+    solver = resolve_solver(cfg, batchnorm, ddp.world_size)
     optimizer = make_optimizer(solver.optimizer, model, solver.lr, solver.weight_decay, cfg.momentum)
     steps_per_epoch = math.ceil(math.ceil(len(bundle.train) / ddp.world_size) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    warmup = warmup_steps(cfg.warmup_epochs, steps_per_epoch, total_steps, has_batchnorm(model))
+    warmup = warmup_steps(cfg.warmup_epochs, steps_per_epoch, total_steps, batchnorm)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.schedule))
     if resume_state is not None:
@@ -469,10 +475,8 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
     if ddp.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     workers = cfg.workers if cfg.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
-    # The scheduler's base rate: the one the run started with, also when a resumed run's ``lr=None`` would now
-    # resolve to another default.
     return TrainingRun(cfg, ddp, device, bundle, model, net, model_kwargs, optimizer, scheduler, scaler, use_amp,
-                       amp_dtype, precision, scheduler.base_lrs[0], steps_per_epoch, workers, masks, init_note)
+                       amp_dtype, precision, steps_per_epoch, workers, masks, init_note)
 
 
 def _reschedule(run: TrainingRun) -> tuple[float, float]:

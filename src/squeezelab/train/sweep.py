@@ -12,6 +12,7 @@ without training. Statistics and verdicts: :mod:`squeezelab.analysis.design_spac
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -97,9 +98,15 @@ def point_key(point: DesignPoint, seed: int, budget: Budget, data: str) -> str:
     return f"sr{point.sr:g}_pct{point.pct3x3:g}_{point.bypass}_s{seed}_{budget.name}_{digest}"
 
 
+@functools.lru_cache(maxsize=None)
+def _has_batchnorm(point: DesignPoint) -> bool:
+    """Whether the point's network normalises with BatchNorm (built once per point, not once per key)."""
+    return has_batchnorm(create_model(MODEL, **point.model_kwargs()))
+
+
 def _solver(point: DesignPoint, cfg: TrainConfig) -> Solver:
     """The optimizer, LR and weight decay the point trains with."""
-    return resolve_solver(cfg, has_batchnorm(create_model(MODEL, **point.model_kwargs())))
+    return resolve_solver(cfg, _has_batchnorm(point))
 
 
 @dataclass
