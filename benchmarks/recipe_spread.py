@@ -12,7 +12,9 @@ environment selects PyTorch's kernels the way another machine would:
 Two protocols: ``digits`` (the tests' thresholds) and ``fashion-mnist`` (issue 15's
 small-data target: 5,000 training images, 1,000 test images, 28 px, 5 epochs).
 ``--set KEY=VALUE`` overrides a ``TrainConfig`` field (``model.KEY`` a model
-argument) to measure a recipe change on every seed and kernel set.
+argument) to measure a recipe change on every seed and kernel set. Besides the zoo,
+``--models`` takes the two plain small CNNs of ``benchmarks/plain_cnns.py``, the
+yardstick of issue 15's small-data target.
 
 Prints min / mean / max best-val top-1 and the worst epoch-1 validation loss per
 model and kernel set, and writes every run to JSON::
@@ -57,6 +59,9 @@ _RUN = """
 import json, sys, tempfile
 from squeezelab.train import TrainConfig, train
 model, seed, settings = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+sys.path.insert(0, sys.argv[4])
+import plain_cnns
+plain_cnns.register()
 with tempfile.TemporaryDirectory() as tmp:
     result = train(TrainConfig(model, seed=seed, progress=False, output=tmp + "/run", **settings))
 print(json.dumps({"best_top1": result.best_top1, "epoch1_val_loss": result.history[0]["val_loss"],
@@ -83,7 +88,8 @@ def parse_settings(pairs: list[str]) -> dict:
 def run_one(model: str, seed: int, kernel_set: str, settings: dict) -> dict:
     """One training run in a subprocess with ``kernel_set``'s environment."""
     env = {**os.environ, **KERNEL_SETS[kernel_set]}
-    done = subprocess.run([sys.executable, "-c", _RUN, model, str(seed), json.dumps(settings)], env=env,
+    here = os.path.dirname(os.path.abspath(__file__))
+    done = subprocess.run([sys.executable, "-c", _RUN, model, str(seed), json.dumps(settings), here], env=env,
                           capture_output=True, text=True, check=True)
     record = json.loads(done.stdout.strip().splitlines()[-1])
     return {"model": model, "seed": seed, "kernel_set": kernel_set, **record}
