@@ -26,13 +26,17 @@ class _PlainCNN(nn.Sequential):
         self.min_input_size = min_input_size
 
 
-def plain_cnn(num_classes: int = 10, in_chans: int = 1, input_size: int = 28) -> nn.Module:
-    """Keras' MNIST convnet example; its dense layer is sized for ``input_size``."""
-    pooled = (input_size - 4) // 2
+#: The Keras convnet's dense layer is sized for MNIST-sized inputs (two unpadded 3x3 convs and a 2x2 pool: 12x12).
+KERAS_INPUT_SIZE = 28
+
+
+def plain_cnn(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
+    """Keras' MNIST convnet example, for :data:`KERAS_INPUT_SIZE` px inputs."""
+    pooled = (KERAS_INPUT_SIZE - 4) // 2
     return _PlainCNN([
         nn.Conv2d(in_chans, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
         nn.Flatten(), nn.Linear(64 * pooled * pooled, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, num_classes),
-    ], min_input_size=input_size)
+    ], min_input_size=KERAS_INPUT_SIZE)
 
 
 def plain_cnn_bn(num_classes: int = 10, in_chans: int = 1) -> nn.Module:

@@ -55,6 +55,9 @@ PROTOCOLS: dict[str, dict] = {
                       "val_limit": 1000, "threads": 1},
 }
 
+#: This folder, put on the training subprocesses' path so they can register ``plain_cnns``.
+_BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
+
 _RUN = """
 import json, sys, tempfile
 from squeezelab.train import TrainConfig, train
@@ -88,9 +91,8 @@ def parse_settings(pairs: list[str]) -> dict:
 def run_one(model: str, seed: int, kernel_set: str, settings: dict) -> dict:
     """One training run in a subprocess with ``kernel_set``'s environment."""
     env = {**os.environ, **KERNEL_SETS[kernel_set]}
-    here = os.path.dirname(os.path.abspath(__file__))
-    done = subprocess.run([sys.executable, "-c", _RUN, model, str(seed), json.dumps(settings), here], env=env,
-                          capture_output=True, text=True, check=True)
+    command = [sys.executable, "-c", _RUN, model, str(seed), json.dumps(settings), _BENCHMARKS_DIR]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     record = json.loads(done.stdout.strip().splitlines()[-1])
     return {"model": model, "seed": seed, "kernel_set": kernel_set, **record}
 
