@@ -25,7 +25,7 @@ from __future__ import annotations
 import gzip
 import os
 import zipfile
-from dataclasses import astuple, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -291,7 +291,8 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def _fashion_mnist(directory: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def read_fashion_mnist(directory: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The Fashion-MNIST IDX files in ``directory``: (train images, labels), (test images, labels)."""
     root = Path(directory)
     if not root.is_dir():
         raise SqueezelabError(f"Fashion-MNIST directory {root} does not exist; install it with "
@@ -418,6 +419,105 @@ def parse_data_source(source: str) -> DataSource:
     return DataSource("folder", str(source))
 
 
+@dataclass(frozen=True)
+class _Split:
+    """One split of a labelled source: every image's label, the images it may use (sorted indices into
+    ``labels``) and a factory that makes the reader of a chosen subset of them."""
+
+    labels: Sequence[int]
+    indices: np.ndarray
+    make_reader: Callable[[list[int]], Callable[[int], Image.Image]]
+
+    def dataset(self, limit: Optional[int], seed: int, transform: _Transform) -> ImageDataset:
+        """The dataset of at most ``limit`` of the split's images (a fixed random subset per ``seed``)."""
+        keep = [int(i) for i in _subset(self.indices, limit, seed)]
+        return ImageDataset(self.make_reader(keep), [int(self.labels[i]) for i in keep], transform)
+
+
+@dataclass(frozen=True)
+class _LabelledSource:
+    """What one ``--data`` kind provides before preprocessing: its splits, classes, native channels,
+    per-channel statistics, default input side and augmentation recipe."""
+
+    train: _Split
+    val: _Split
+    classes: list[str]
+    in_chans: int
+    stats: tuple[tuple[float, ...], tuple[float, ...]]
+    default_size: int
+    recipe: _Recipe = _Recipe()
+
+
+def _array_split(images: np.ndarray, labels: np.ndarray, indices: Optional[np.ndarray] = None) -> _Split:
+    return _Split(labels, np.arange(len(labels)) if indices is None else indices,
+                  lambda keep: _ArrayReader(images[keep]))
+
+
+def _digits_source(_: str, val_fraction: float, __: int) -> _LabelledSource:
+    """scikit-learn's digits with a fixed stratified split (seed 0, whatever the run's seed)."""
+    digits = require("sklearn.datasets", "the digits dataset").load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    train_idx, val_idx = _stratified_split(labels, val_fraction, seed=0)
+    return _LabelledSource(_array_split(images, labels, train_idx), _array_split(images, labels, val_idx),
+                           [str(i) for i in range(10)], 1, _STATS["digits"], 32, _Recipe(flip=False))
+
+
+def _fashion_mnist_source(directory: str, _: float, __: int) -> _LabelledSource:
+    (train_images, train_labels), (test_images, test_labels) = read_fashion_mnist(directory or FASHION_MNIST_DIR)
+    return _LabelledSource(_array_split(train_images, train_labels), _array_split(test_images, test_labels),
+                           list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32, _Recipe(translate=False))
+
+
+def _cifar10_source(directory: str, _: float, __: int) -> _LabelledSource:
+    root = Path(directory)
+    if not root.is_dir():
+        raise SqueezelabError(f"CIFAR-10 directory {root} does not exist")
+    splits, class_lists = [], []
+    for path in (root / "cifar10_train_jpeg.zip", root / "cifar10_test_jpeg.zip"):
+        members, labels, classes = zip_split(path)
+        splits.append(_Split(labels, np.arange(len(labels)),
+                             lambda keep, path=path, members=members: _ZipReader(path, [members[i] for i in keep])))
+        class_lists.append(classes)
+    if class_lists[0] != class_lists[1]:
+        raise SqueezelabError(f"{root}: train and test zips have different classes")
+    return _LabelledSource(splits[0], splits[1], class_lists[0], 3, _STATS["cifar10"], 32)
+
+
+def _file_split(files: list[Path], labels: list[int], indices: np.ndarray) -> _Split:
+    return _Split(labels, indices, lambda keep: _FileReader([files[i] for i in keep]))
+
+
+def _folder_source(location: str, val_fraction: float, seed: int) -> _LabelledSource:
+    """Class folders under ``train/`` and ``val/``, or class folders split by ``val_fraction``."""
+    root = Path(location)
+    if not root.is_dir():
+        raise SqueezelabError(f"data source {location!r} is not a directory or one of digits, fashion-mnist[:DIR], "
+                              f"cifar10:DIR")
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        train_files, train_labels, classes = _scan_folder(root / "train")
+        val_files, val_labels, val_classes = _scan_folder(root / "val")
+        if val_classes != classes:
+            raise SqueezelabError(f"{root}: train/ and val/ have different class folders "
+                                  f"({len(classes)} vs {len(val_classes)})")
+        train = _file_split(train_files, train_labels, np.arange(len(train_labels)))
+        val = _file_split(val_files, val_labels, np.arange(len(val_labels)))
+    else:
+        files, labels, classes = _scan_folder(root)
+        train_idx, val_idx = _stratified_split(np.asarray(labels), val_fraction, seed)
+        if len(train_idx) == 0 or len(val_idx) == 0:
+            raise SqueezelabError(f"{root} has too few images to split off a {val_fraction:.0%} validation set")
+        train, val = _file_split(files, labels, train_idx), _file_split(files, labels, val_idx)
+    return _LabelledSource(train, val, classes, 3, (IMAGENET_MEAN, IMAGENET_STD), 224)
+
+
+#: ``DataSource.kind`` -> its loader ``(location, val_fraction, seed) -> _LabelledSource``.
+_SOURCES: dict[str, Callable[[str, float, int], _LabelledSource]] = {
+    "digits": _digits_source, "fashion-mnist": _fashion_mnist_source, "cifar10": _cifar10_source,
+    "folder": _folder_source,
+}
+
+
 def build_datasets(
     source: str,
     input_size: Optional[int] = None,
@@ -448,84 +548,23 @@ def build_datasets(
     """
     if not 0.0 < val_fraction < 1.0:
         raise SqueezelabError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    kind, arg = astuple(parse_data_source(source))
-    recipe = _Recipe()
-    train_arrays = val_arrays = None
-    if kind == "digits":
-        load_digits = require("sklearn.datasets", "the digits dataset").load_digits
-
-        digits = load_digits()
-        images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
-        labels = digits.target.astype(np.int64)
-        train_idx, val_idx = _stratified_split(labels, val_fraction, seed=0)
-        train_arrays, val_arrays = (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
-        classes, native_chans, stats, default_size = [str(i) for i in range(10)], 1, _STATS["digits"], 32
-        recipe = _Recipe(flip=False)
-    elif kind == "fashion-mnist":
-        train_arrays, val_arrays = _fashion_mnist(arg or FASHION_MNIST_DIR)
-        classes, native_chans, stats, default_size = list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32
-        recipe = _Recipe(translate=False)
-    elif kind == "cifar10":
-        native_chans, stats, default_size = 3, _STATS["cifar10"], 32
-    else:
-        native_chans, stats, default_size = 3, (IMAGENET_MEAN, IMAGENET_STD), 224
-    size = int(input_size or default_size)
+    data = parse_data_source(source)
+    labelled = _SOURCES[data.kind](data.location, val_fraction, seed)
+    if len(labelled.classes) < 2:
+        raise SqueezelabError(f"{source} has {len(labelled.classes)} class; training a classifier needs at least 2")
+    size = int(input_size or labelled.default_size)
     if size < 1:
         raise SqueezelabError(f"input size must be positive, got {size}")
-    chans = int(in_chans or native_chans)
+    chans = int(in_chans or labelled.in_chans)
     if chans not in (1, 3):
         raise SqueezelabError(f"in_chans must be 1 or 3, got {chans}")
-    if chans == 1 and native_chans == 3:
-        stats = ((float(np.mean(stats[0])),), (float(np.mean(stats[1])),))
-    preprocess = _eval_preprocess(size, stats[0], stats[1], chans, pretrained)
-    train_tf = _Transform(preprocess, _augmentation(size, recipe) if augment else None)
-    val_tf = _Transform(preprocess, None)
-
-    if train_arrays is not None:
-        (tr_x, tr_y), (va_x, va_y) = train_arrays, val_arrays
-        tr_i = _subset(np.arange(len(tr_y)), train_limit, seed)
-        va_i = _subset(np.arange(len(va_y)), val_limit, seed)
-        tr_x, tr_y, va_x, va_y = tr_x[tr_i], tr_y[tr_i], va_x[va_i], va_y[va_i]
-        train = ImageDataset(_ArrayReader(tr_x), tr_y.tolist(), train_tf)
-        val = ImageDataset(_ArrayReader(va_x), va_y.tolist(), val_tf)
-    elif kind == "cifar10":
-        root = Path(arg)
-        if not root.is_dir():
-            raise SqueezelabError(f"CIFAR-10 directory {root} does not exist")
-        tr_m, tr_y, classes = zip_split(root / "cifar10_train_jpeg.zip")
-        va_m, va_y, val_classes = zip_split(root / "cifar10_test_jpeg.zip")
-        if val_classes != classes:
-            raise SqueezelabError(f"{root}: train and test zips have different classes")
-        tr_i = _subset(np.arange(len(tr_y)), train_limit, seed)
-        va_i = _subset(np.arange(len(va_y)), val_limit, seed)
-        train = ImageDataset(_ZipReader(root / "cifar10_train_jpeg.zip", [tr_m[i] for i in tr_i]),
-                             [tr_y[i] for i in tr_i], train_tf)
-        val = ImageDataset(_ZipReader(root / "cifar10_test_jpeg.zip", [va_m[i] for i in va_i]),
-                           [va_y[i] for i in va_i], val_tf)
-    else:
-        root = Path(source)
-        if not root.is_dir():
-            raise SqueezelabError(f"data source {source!r} is not a directory or one of digits, fashion-mnist[:DIR], "
-                                  f"cifar10:DIR")
-        if (root / "train").is_dir() and (root / "val").is_dir():
-            tr_f, tr_y, classes = _scan_folder(root / "train")
-            va_f, va_y, val_classes = _scan_folder(root / "val")
-            if val_classes != classes:
-                raise SqueezelabError(f"{root}: train/ and val/ have different class folders "
-                                      f"({len(classes)} vs {len(val_classes)})")
-            tr_i, va_i = np.arange(len(tr_y)), np.arange(len(va_y))
-        else:
-            tr_f, tr_y, classes = _scan_folder(root)
-            va_f, va_y = tr_f, tr_y
-            tr_i, va_i = _stratified_split(np.asarray(tr_y), val_fraction, seed)
-            if len(tr_i) == 0 or len(va_i) == 0:
-                raise SqueezelabError(f"{root} has too few images to split off a {val_fraction:.0%} validation set")
-        tr_i, va_i = _subset(tr_i, train_limit, seed), _subset(va_i, val_limit, seed)
-        train_files, val_files = [tr_f[i] for i in tr_i], [va_f[i] for i in va_i]
-        train = ImageDataset(_FileReader(train_files), [tr_y[i] for i in tr_i], train_tf)
-        val = ImageDataset(_FileReader(val_files), [va_y[i] for i in va_i], val_tf)
-    if len(classes) < 2:
-        raise SqueezelabError(f"{source} has {len(classes)} class; training a classifier needs at least 2")
+    mean, std = labelled.stats
+    if chans == 1 and labelled.in_chans == 3:
+        mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
+    preprocess = _eval_preprocess(size, mean, std, chans, pretrained)
+    train = labelled.train.dataset(train_limit, seed,
+                                   _Transform(preprocess, _augmentation(size, labelled.recipe) if augment else None))
+    val = labelled.val.dataset(val_limit, seed, _Transform(preprocess, None))
     for ds in (train, val):
         ds.in_chans = chans
-    return DatasetBundle(train, val, list(classes), chans, size, preprocess, source)
+    return DatasetBundle(train, val, list(labelled.classes), chans, size, preprocess, source)

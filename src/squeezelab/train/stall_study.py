@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from ..data.datasets import FASHION_MNIST_DIR, _fashion_mnist
+from ..data.datasets import FASHION_MNIST_DIR, read_fashion_mnist
 from ..io import atomic_write_text
 from ..models import create_model
 from ..models.squeezenet import CONV10_BIAS_INIT
@@ -42,7 +42,7 @@ VARIANTS = ("torchvision", "torchvision+bias", "squeezelab", "small-cnn")
 
 
 def _tensors(directory: str, n_train: int, n_test: int) -> tuple[torch.Tensor, ...]:
-    (x_train, y_train), (x_test, y_test) = _fashion_mnist(directory)
+    (x_train, y_train), (x_test, y_test) = read_fashion_mnist(directory)
 
     def prep(x):
         t = torch.tensor(x, dtype=torch.float32)[:, None] / 255.0
