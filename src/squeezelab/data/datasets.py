@@ -364,19 +364,6 @@ def zip_split(path: Path) -> tuple[list[str], list[int], list[str]]:
     return members, [index[m.split("/")[-2]] for m in members], classes
 
 
-def cifar10_test_set(directory: str | Path, preprocess: Preprocess,
-                     limit: Optional[int] = None) -> tuple[ImageDataset, list[str]]:
-    """The CIFAR-10 test images of ``cifar10:DIR`` (``DIR/cifar10_test_jpeg.zip``) through ``preprocess``,
-    and the class names in label order; ``limit`` keeps the fixed random subset ``--val-limit`` would."""
-    path = Path(directory) / "cifar10_test_jpeg.zip"
-    members, labels, classes = zip_split(path)
-    keep = _subset(np.arange(len(labels)), limit, 0)
-    dataset = ImageDataset(_ZipReader(path, [members[i] for i in keep]), [labels[i] for i in keep],
-                           _Transform(preprocess, None))
-    dataset.in_chans = preprocess.in_chans
-    return dataset, classes
-
-
 def _scan_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files, labels = [], []
@@ -469,19 +456,31 @@ def _fashion_mnist_source(directory: str, _: float, __: int) -> _LabelledSource:
                            list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32, _Recipe(translate=False))
 
 
+def _zip_split(path: Path) -> tuple[_Split, list[str]]:
+    """Every image of a CIFAR-style zip (:func:`zip_split`) as a split, and the class names."""
+    members, labels, classes = zip_split(path)
+    return _Split(labels, np.arange(len(labels)), lambda keep: _ZipReader(path, [members[i] for i in keep])), classes
+
+
 def _cifar10_source(directory: str, _: float, __: int) -> _LabelledSource:
     root = Path(directory)
     if not root.is_dir():
         raise SqueezelabError(f"CIFAR-10 directory {root} does not exist")
-    splits, class_lists = [], []
-    for path in (root / "cifar10_train_jpeg.zip", root / "cifar10_test_jpeg.zip"):
-        members, labels, classes = zip_split(path)
-        splits.append(_Split(labels, np.arange(len(labels)),
-                             lambda keep, path=path, members=members: _ZipReader(path, [members[i] for i in keep])))
-        class_lists.append(classes)
-    if class_lists[0] != class_lists[1]:
+    train, classes = _zip_split(root / "cifar10_train_jpeg.zip")
+    val, val_classes = _zip_split(root / "cifar10_test_jpeg.zip")
+    if val_classes != classes:
         raise SqueezelabError(f"{root}: train and test zips have different classes")
-    return _LabelledSource(splits[0], splits[1], class_lists[0], 3, _STATS["cifar10"], 32)
+    return _LabelledSource(train, val, classes, 3, _STATS["cifar10"], 32)
+
+
+def cifar10_test_set(directory: str | Path, preprocess: Preprocess,
+                     limit: Optional[int] = None) -> tuple[ImageDataset, list[str]]:
+    """The CIFAR-10 test images of ``cifar10:DIR`` (``DIR/cifar10_test_jpeg.zip``) through ``preprocess``,
+    and the class names in label order; ``limit`` keeps the fixed random subset ``--val-limit`` would."""
+    split, classes = _zip_split(Path(directory) / "cifar10_test_jpeg.zip")
+    dataset = split.dataset(limit, 0, _Transform(preprocess, None))
+    dataset.in_chans = preprocess.in_chans
+    return dataset, classes
 
 
 def _file_split(files: list[Path], labels: list[int], indices: np.ndarray) -> _Split:
