@@ -21,7 +21,7 @@ from squeezelab.data.preprocess import Preprocess
 from squeezelab.errors import SqueezelabError
 from squeezelab.models import create_model
 from squeezelab.weights.checkpoint import CheckpointMeta
-from squeezelab.weights.loader import load_model, load_weights
+from squeezelab.weights.loader import build_model, load_weights, model_from_state
 from squeezelab.weights.registry import BUNDLED_DIR
 
 DC_FILE = BUNDLED_DIR / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net"
@@ -156,7 +156,7 @@ def test_sqz_round_trip_is_bit_exact_and_loads_anywhere(tmp_path):
         assert abs(float((decoded[name] != 0).float().mean()) - 0.4) < 0.01
     assert meta2.architecture == meta.architecture and meta2.categories == meta.categories
     assert meta2.preprocess == meta.preprocess and "bits=5" in meta2.extra["compression"]
-    model, _ = load_model(tmp_path / "m.sqz", "squeezenet1_1")  # the weights loader detects the magic
+    model = build_model(tmp_path / "m.sqz", architecture="squeezenet1_1")  # the weights loader detects the magic
     x = torch.randn(1, 3, 64, 64)
     ref = create_model("squeezenet1_1", num_classes=10).eval()
     ref.load_state_dict(expected)
@@ -234,8 +234,8 @@ def test_deep_compression_at_6_bits_fits_half_a_megabyte_and_keeps_accuracy(dc_w
                             refine="bias")
     assert report.file_bytes <= 500_000  # paper Table 2: 0.47MB
     images = ImageSet.load(imagenet_samples, meta)
-    original, _ = load_model(DC_FILE)
-    compressed, _ = load_model(tmp_path / "dc6.sqz")
+    original = build_model(DC_FILE)
+    compressed = build_model(tmp_path / "dc6.sqz")
     top1_original, _ = images.accuracy(original)
     top1_compressed, _ = images.accuracy(compressed)
     assert top1_original == pytest.approx(64.0, abs=1.0)  # README section 5.3 reference decode
@@ -309,12 +309,10 @@ def test_refine_and_finetune_bring_the_compressed_model_closer_to_its_parent(ski
     images = folder_images(skimage_photo_dir, meta.preprocess).tensors()
     crops = torch.cat([images, images.flip(3), images.flip(2)])  # 12 calibration inputs
     held = torch.cat([images.transpose(2, 3), images.roll(17, dims=3)])
-    parent = meta.build_model().eval()
-    parent.load_state_dict(state)
+    parent = model_from_state(state, meta)
 
     def error(cm) -> float:
-        child = meta.build_model().eval()
-        child.load_state_dict(cm.state_dict())
+        child = model_from_state(cm.state_dict(), meta)
         with torch.no_grad():
             return float((child(held) - parent(held)).pow(2).mean())
 
@@ -346,7 +344,7 @@ def test_compress_cli_calibration_finetune_and_fidelity(tmp_path, skimage_photo_
     assert list(fidelity) == ["k-means", "least-squares", "fine-tuned"]
     assert all(f["n"] == 4 and 0 <= f["agreement"] <= 100 and f["mean_kl"] >= 0 for f in fidelity.values())
     assert fidelity["least-squares"]["mean_kl"] < fidelity["k-means"]["mean_kl"]
-    decoded, _ = load_model(out)  # the written file is the last stage
+    decoded = build_model(out)  # the written file is the last stage
     assert decoded is not None
     assert main(["compress", "squeezenet1_1", "--weights", str(path), "-o", str(tmp_path / "x.sqz"),
                  "--finetune", str(tmp_path / "missing")]) == 2
@@ -397,10 +395,9 @@ def test_6_bit_least_squares_sharing_keeps_agreement_on_a_fixed_image_set(cifar1
               + folder_images(skimage_photo_dir, meta.preprocess))
     models = {}
     for name, calib in (("uncompressed", None), ("k-means", None), ("least-squares", calibration)):
-        models[name] = meta.build_model()
         weights = state if name == "uncompressed" else compress_model(state, meta, bits=6,
                                                                       calibration=calib).compressed.state_dict()
-        models[name].load_state_dict(weights)
+        models[name] = model_from_state(weights, meta)
     logits, labels = collect_logits(models, images)
     kmeans = compare(logits["uncompressed"], logits["k-means"], labels)
     least = compare(logits["uncompressed"], logits["least-squares"], labels)

@@ -20,7 +20,8 @@ from squeezelab.errors import SqueezelabError
 from squeezelab.inference import evaluate
 from squeezelab.models import create_model
 from squeezelab.train import TrainConfig, train
-from squeezelab.weights.checkpoint import CheckpointMeta, load_checkpoint_model, read_checkpoint, save_checkpoint
+from squeezelab.weights import build_model
+from squeezelab.weights.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 
 TINY = dict(data="digits", input_size=8, train_limit=96, val_limit=60, batch_size=32, threads=1, progress=False)
 
@@ -120,9 +121,9 @@ def test_torchrun_ddp_two_processes(tmp_path: Path) -> None:
     assert "2 process(es)" in proc.stdout and proc.stdout.count("epoch 1/1") == 1  # only rank 0 logs
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["summary"]["world_size"] == 2
-    model, meta = load_checkpoint_model(out / "last.safetensors")
+    model = build_model(out / "last.safetensors")
     # The independent folder evaluator, with the preprocessing the checkpoint carries, reproduces the DDP val top-1.
-    result = evaluate(model, meta, data / "val", batch_size=64)
+    result = evaluate(model, data / "val", batch_size=64)
     assert result["count"] == 120
     assert result["top1"] == pytest.approx(metrics["epochs"][0]["val_top1"], abs=1e-6)
 
@@ -150,7 +151,8 @@ def test_pretrained_new_classifier_and_wrong_architecture(tmp_path: Path) -> Non
     save_checkpoint(ckpt, source.state_dict(), CheckpointMeta("squeezenet1_1", 3, 1, {"small_input": True}))
     run = train(TrainConfig("squeezenet1_1", epochs=1, pretrained=str(ckpt), freeze_features=True,
                             output=str(tmp_path / "ft"), **TINY))
-    tuned, meta = load_checkpoint_model(run.last_checkpoint)
+    tuned = build_model(run.last_checkpoint)
+    meta = tuned.pretrained_cfg
     assert meta.num_classes == 10
     trunk = {k: v for k, v in source.state_dict().items() if k.startswith("features.")}
     assert all(torch.equal(tuned.state_dict()[k], v) for k, v in trunk.items())  # frozen trunk unchanged

@@ -7,7 +7,7 @@ import shutil
 from typing import Any
 
 from ..io import atomic_path
-from ..weights.checkpoint import load_checkpoint_model
+from ..weights import build_model
 from .claims import render_markdown, run_claims
 from .plots import plot_profile
 from .profiling import Profile, profile
@@ -18,8 +18,8 @@ def _demo_profile(ctx: Any) -> Profile:
     checkpoint = ctx.artifacts.get("checkpoint")
     if checkpoint is None:
         return profile("squeezenet1_1", 224)
-    model, meta = load_checkpoint_model(checkpoint)
-    prof = profile(model, meta.preprocess.crop)
+    model = build_model(checkpoint)
+    prof = profile(model, model.pretrained_cfg.input_size)
     prof.meta["checkpoint"] = str(checkpoint)
     return prof
 

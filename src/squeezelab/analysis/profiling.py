@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import SqueezelabError
 from ..tables import format_table
-from ..weights import load_model
+from ..weights import build_model as build_from_weights
 from .baselines import build_model
 from .counting import InputSize, _layer_macs, count_params, hw_size
 from .memory import peak_activation_bytes
@@ -219,10 +219,9 @@ def _resolve(model_or_name: Union[str, nn.Module], weights: Optional[str]) -> nn
             raise SqueezelabError("pass either a model object or a name with weights=..., not both")
         return model_or_name
     if weights is not None:
-        model, meta = load_model(weights, model=model_or_name)
+        model = build_from_weights(weights, architecture=model_or_name)
         if count_params(model) == 0:
             raise SqueezelabError(f"{weights} holds no PyTorch weights (ONNX?); profile a native or PyTorch checkpoint")
-        model.model_name = meta.architecture
         return model
     return build_model(model_or_name)
 
@@ -235,7 +234,7 @@ def profile(
     Args:
         model_or_name: model name / paper alias, or an ``nn.Module``.
         input_size: side length or (H, W) of the one input image.
-        weights: a checkpoint or weights file for ``squeezelab.weights.load_model``; the sparse size
+        weights: a checkpoint or weights file for ``squeezelab.build_model``; the sparse size
             and nonzero counts then describe those weights (e.g. a pruned checkpoint).
         peak: compute the peak activation memory (a second, traced run); ``False`` leaves it 0.
     """

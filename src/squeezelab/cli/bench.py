@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.weights and len(args.models) != 1:
         raise SqueezelabError("--weights needs exactly one MODEL")
     check_outputs(args.json, inputs=weights_inputs(args.weights))
-    models = [load_cli_model(name, args.weights)[0] for name in args.models]
+    models = [load_cli_model(name, args.weights) for name in args.models]
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()

@@ -17,7 +17,7 @@ import struct
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 #: What PIL's decoders raise on a file they cannot decode (besides DecompressionBombError).
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, KeyError,
                  ZeroDivisionError, NotImplementedError, MemoryError)
+T = TypeVar("T")
 _ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 _PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -94,6 +95,20 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".t
 def is_image_file_name(path: Path) -> bool:
     """An image suffix and not a hidden file (``.DS_Store``-style names are never images)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def evenly_spaced(items: Sequence[T], limit: Optional[int]) -> list[T]:
+    """``limit`` items spread evenly over ``items`` (indices ``floor(i * len / limit)``), or all of them.
+
+    The one subset rule of calibration, fidelity and fine-tuning sets: 64 of 100 sorted files are
+    spread over all of them (so over every class of a class-sorted folder), not the first 64.
+    """
+    if limit is None or limit >= len(items):
+        return list(items)
+    if limit < 1:
+        raise SqueezelabError(f"image limit must be at least 1, got {limit}")
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
 
 
 def image_files(root: Path) -> list[Path]:

@@ -28,6 +28,8 @@ from ..analysis import count_macs
 from ..errors import SqueezelabError
 from ..export.formats import FP32_TOLERANCE, max_error
 from ..export.timing import interleaved, rounds_for
+from ..models import ClassifierModel
+from ..weights.checkpoint import pretrained_cfg_of
 from .optimize import optimize
 
 BENCH_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime", "compile")
@@ -59,10 +61,11 @@ class BenchRow:
 
 def torchvision_model(model: nn.Module) -> Optional[nn.Module]:
     """torchvision's model of the same architecture with ``model``'s weights, or None if torchvision lacks it."""
-    name = getattr(model, "model_name", "")
-    if name not in TORCHVISION_ARCHS or getattr(model, "conv10_padding", 0) or getattr(model, "in_chans", 3) != 3:
+    cfg = pretrained_cfg_of(model)
+    if (cfg.architecture not in TORCHVISION_ARCHS or cfg.model_kwargs.get("conv10_padding", 0) or cfg.small_input
+            or cfg.in_chans != 3):
         return None
-    tv = getattr(torchvision.models, name)(num_classes=model.num_classes)
+    tv = getattr(torchvision.models, cfg.architecture)(num_classes=cfg.num_classes)
     tv.load_state_dict(model.state_dict(), strict=True)  # the zoo uses torchvision's keys
     return tv.eval()
 
@@ -96,10 +99,10 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
     """
     model = model.eval()
     threads = threads or torch.get_num_threads()
-    name = getattr(model, "model_name", type(model).__name__)
-    x = torch.randn(batch, int(getattr(model, "in_chans", 3)), input_size, input_size,
-                    generator=torch.Generator().manual_seed(0))
-    if hasattr(model, "check_input"):
+    cfg = pretrained_cfg_of(model)
+    name = cfg.architecture
+    x = torch.randn(batch, cfg.in_chans, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    if isinstance(model, ClassifierModel):
         model.check_input(x)
     wanted = list(dict.fromkeys(backends))
     reference_name = "torchvision" if torchvision_model(model) is not None else "zoo"
