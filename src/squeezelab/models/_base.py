@@ -28,6 +28,30 @@ from ..errors import InputShapeError
 _MAX_SIDE = 1 << 16
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask on the CPU: one random byte per element, cut from 64-bit draws.
+
+    The same operation (each element kept with probability ``1 - p`` and scaled by its inverse; identity in
+    eval mode), but the mask costs an eighth of the random numbers: ``bernoulli_`` draws one per element,
+    and on a CPU SqueezeNet's drop9 took 11% of a training step (docs/training.md, "Throughput").
+    The keep probability is rounded to a multiple of 1/256 (exact for SqueezeNet's 0.5) and the scale is
+    its inverse, so the expected output stays the input. Draws from torch's global generator, like
+    ``nn.Dropout``, so seeded runs and ``--resume`` stay exact.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep_bytes = int(round(256 * (1.0 - self.p)))
+        if keep_bytes == 0:
+            return x * 0.0
+        count = x.numel()
+        # the full int64 range: random_() alone leaves the top bit 0, so every 8th byte would be below 128
+        words = torch.empty((count + 7) // 8, dtype=torch.int64, device=x.device).random_(-2**63, 2**63 - 1)
+        keep = words.view(torch.uint8)[:count].view(x.shape) < keep_bytes
+        return x * (keep.to(x.dtype) * (256.0 / keep_bytes))
+
+
 class SpatialOp(NamedTuple):
     """The geometry of one size-changing layer (a convolution or a pool) of a trunk."""
 

@@ -19,7 +19,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from ._base import ClassifierModel, SpatialOp, conv_op, pool_op
+from ._base import ClassifierModel, Dropout, SpatialOp, conv_op, pool_op
 from .registry import register_model
 
 Bypass = Literal["none", "simple", "complex"]
@@ -185,7 +185,7 @@ class SqueezeNet(ClassifierModel):
         self.num_features = channels
         self.conv10_padding = conv10_padding
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
+            Dropout(p=dropout),
             self._make_conv10(num_classes),
             nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d((1, 1)),

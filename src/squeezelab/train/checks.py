@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import SqueezelabError
 from ..io import check_output
-from .config import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
+from .config import AMP_MODES, DATA_LOADERS, OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
 from .state import is_run_dir
 
 
@@ -44,6 +44,17 @@ def validate_config(cfg: TrainConfig) -> None:
         raise SqueezelabError(f"unknown schedule {cfg.schedule!r}; use one of {', '.join(SCHEDULES)}")
     if cfg.optimizer not in OPTIMIZERS:
         raise SqueezelabError(f"unknown optimizer {cfg.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    if cfg.recipe not in RECIPES:
+        raise SqueezelabError(f"unknown recipe {cfg.recipe!r}; use one of {', '.join(RECIPES)}")
+    if cfg.data_loader not in DATA_LOADERS:
+        raise SqueezelabError(f"unknown data loader {cfg.data_loader!r}; use one of {', '.join(DATA_LOADERS)}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise SqueezelabError(f"--ema-decay must be in [0, 1) (0: no averaging), got {cfg.ema_decay}")
+    if cfg.cutout < 0 or cfg.eval_every < 1:
+        raise SqueezelabError(f"--cutout must be >= 0 and --eval-every >= 1, got {cfg.cutout} and {cfg.eval_every}")
+    if (cfg.derandomized_flips or cfg.cutout) and cfg.data_loader == "samples":
+        raise SqueezelabError("--derandomized-flips and --cutout need the batched loader: drop them or pass "
+                              "--data-loader batched (inputs of at most 64 px)")
 
 
 def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
