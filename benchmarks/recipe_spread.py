@@ -35,9 +35,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from squeezelab.cli.args import json_or_text
 from squeezelab.export.timing import OtherLoad, machine_info
 from squeezelab.io import atomic_write_text
+from squeezelab.models import parse_value
 from squeezelab.tables import format_table
 
 KERNEL_SETS: dict[str, dict[str, str]] = {
@@ -80,7 +80,7 @@ def parse_settings(pairs: list[str]) -> dict:
         key, sep, text = pair.partition("=")
         if not sep:
             raise SystemExit(f"--set takes KEY=VALUE, got {pair!r}")
-        value = json_or_text(text)
+        value = parse_value(text)
         if key.startswith("model."):
             settings.setdefault("model_kwargs", {})[key.removeprefix("model.")] = value
         else:

@@ -1,9 +1,10 @@
 """Simulation time for the whole zoo at each model's design input size.
 
-Columns: building the model (``create_model``, the zoo's cost), tracing its layers (one forward pass
-with hooks), the first ``simulate()`` call by name (build + trace + simulate; traces are then cached per
-name and input size), a warm ``simulate()`` (median; what each point of a design sweep costs) and a
-sweep over 3 arrays x 4 dataflows.
+Columns: building the model (``create_model``, the zoo's cost), tracing its layers
+(``squeezelab.models.trace`` of the built model), the first ``simulate()`` call by name (trace + simulate;
+SqueezeNext is traced from its parts without being built, the others are built; traces are then cached
+per name and input size), a warm ``simulate()`` (median; what each point of a design sweep costs) and a
+sweep over 3 arrays x 4 dataflows. ``benchmarks/trace_simulate.py`` times one SqueezeNext variant in detail.
 
     .venv/bin/python benchmarks/simulate_zoo.py [--out benchmarks/results/simulate_zoo.json] [--repeat 5]
 
@@ -20,7 +21,7 @@ import time
 
 import torch
 
-from squeezelab.hwsim import AcceleratorConfig, simulate, trace_layers
+from squeezelab.hwsim import AcceleratorConfig, simulate, trace
 from squeezelab.io import atomic_write_text
 from squeezelab.models import create_model, get_model_entry, list_models
 from squeezelab.tables import format_table
@@ -42,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         model = create_model(name)
         build = time.perf_counter() - start
         start = time.perf_counter()
-        trace_layers(model, size)
-        trace = time.perf_counter() - start
+        trace(model, size)
+        trace_s = time.perf_counter() - start
         del model
         start = time.perf_counter()
         simulate(name, size, "default")
@@ -58,10 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             simulate(name, size, cfg)
         sweep_s = time.perf_counter() - start
         sim = statistics.median(times)
-        rows.append([name, size, len(result.layers), result.macs, f"{build * 1e3:.0f}", f"{trace * 1e3:.0f}",
+        rows.append([name, size, len(result.layers), result.macs, f"{build * 1e3:.0f}", f"{trace_s * 1e3:.0f}",
                      f"{cold * 1e3:.0f}", f"{sim * 1e3:.2f}", f"{sweep_s * 1e3:.1f}"])
         records.append(dict(model=name, input_size=size, pe_layers=len(result.layers), macs=result.macs,
-                            build_s=build, trace_s=trace, first_simulate_s=cold, simulate_s=sim,
+                            build_s=build, trace_s=trace_s, first_simulate_s=cold, simulate_s=sim,
                             sweep_12_configs_s=sweep_s, cycles_default=result.cycles))
     headers = ["model", "input", "PE layers", "MACs", "build ms", "trace ms", "first sim ms", "warm sim ms",
                "sweep(12) ms"]

@@ -14,7 +14,8 @@ from fvcore.nn import FlopCountAnalysis
 from torch.utils.flop_counter import FlopCounterMode
 
 from squeezelab.analysis import count_macs, count_params, profile
-from squeezelab.analysis.baselines import MobileNetV1, build_model
+from squeezelab.models import resolve_model
+from squeezelab.models.baselines import MobileNetV1
 from squeezelab.analysis.memory import measure_peak_activation_bytes
 from squeezelab.errors import SqueezelabError
 from squeezelab.models import create_model, list_models
@@ -108,8 +109,9 @@ def test_totals_match_pytorch_counter_and_reference(name):
     """Every registered model at 224 and 227: our totals = PyTorch's FlopCounterMode / 2 = models.md."""
     model = _meta_model(name)
     for index, size in enumerate((224, 227)):
-        with FlopCounterMode(display=False) as counter:  # counts the ATen ops of profile's one forward pass
-            prof = profile(model, size, peak=False)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():  # ATen ops of one image, its own run
+            model.eval()(torch.zeros(1, model.in_chans, size, size, device="meta"))
+        prof = profile(model, size, peak=False)
         assert prof.macs == counter.get_total_flops() // 2, (name, size)
         assert prof.params == count_params(model)
         if (name, size) in REFERENCE_MACS_EXACT:
@@ -175,12 +177,12 @@ def test_baselines():
     """MobileNet v1 (Howard et al. Table 1: 4.2M params, 569M mult-adds), torchvision models without weights."""
     v1 = MobileNetV1()
     assert count_params(v1) == 4_231_976  # Keras MobileNet 1.0: 4,253,864 total minus 21,888 BN statistics
-    assert count_macs(build_model("mobilenet_v1", meta=True), 224) / 1e6 == pytest.approx(569, abs=1)
-    assert count_params(build_model("alexnet", meta=True)) == 61_100_840
-    assert count_params(build_model("vgg19", meta=True)) == 143_667_240
-    assert count_params(build_model("mobilenet_v2", meta=True)) == 3_504_872
-    with pytest.raises(SqueezelabError, match="unknown model"):
-        build_model("resnet50")
+    assert count_macs(resolve_model("mobilenet_v1").build(meta=True), 224) / 1e6 == pytest.approx(569, abs=1)
+    assert count_params(resolve_model("alexnet").build(meta=True)) == 61_100_840
+    assert count_params(resolve_model("vgg19").build(meta=True)) == 143_667_240
+    assert count_params(resolve_model("mobilenet_v2").build(meta=True)) == 3_504_872
+    with pytest.raises(SqueezelabError, match="unknown model 'resnet5000'.*torchvision"):
+        resolve_model("resnet5000")
 
 
 def test_profile_rejects_bad_input():

@@ -100,7 +100,7 @@ def test_cli_claims_report_with_figure(tmp_path, capsys, monkeypatch):
     (["profile", "squeezenet3"], "unknown model"),
     (["profile", "squeezenet1_1", "--input-size", "8"], "smaller than this model's minimum"),
     (["profile", "squeezenet1_1", "--plot", "out.jpg"], "ending in .png"),
-    (["compare", "squeezenet1_1", "--baseline", "resnet50"], "unknown model"),
+    (["compare", "squeezenet1_1", "--baseline", "resnet5000"], "unknown model"),
     (["claims", "-o", "report.txt"], "ending in .md"),
 ])
 def test_cli_bad_input_one_line_exit_2(argv, message, capsys, tmp_path, monkeypatch):

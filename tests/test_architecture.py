@@ -149,15 +149,12 @@ def test_layers_import_only_downwards():
 
 
 #: Imports inside functions outside the CLI that are not optional dependencies, and why each stays there.
-#: torchvision is a core dependency, but importing it costs about 1.2 s (it loads sympy), and these two
-#: modules need it only for models outside the zoo (measured on the 2-core machine; docs/architecture.md).
+#: torchvision is a core dependency, but importing it costs about 1.2 s (it loads sympy), and only the
+#: model names outside the zoo need it (measured on the 2-core machine; docs/architecture.md).
 FUNCTION_IMPORT_EXCEPTIONS = {
-    ("squeezelab.analysis.baselines", "torchvision"):
-        "the alexnet / vgg19 / mobilenet_v2 baselines only; at the top it adds 1.2 s to every "
-        "'squeezelab profile' of a zoo model (3.4 s -> 4.6 s)",
-    ("squeezelab.hwsim.ir", "torchvision"):
-        "the fallback for names outside the zoo ('simulate alexnet'); at the top 'squeezelab simulate "
-        "squeezenet1_1' takes 4.3 s instead of 2.7 s",
+    ("squeezelab.models.baselines", "torchvision"):
+        "the baselines and torchvision names outside the zoo ('simulate alexnet', 'profile resnet18'); at the "
+        "top it adds 1.2 s to every 'squeezelab profile' or 'simulate' of a zoo model (3.4 s -> 4.6 s)",
 }
 
 
@@ -219,6 +216,41 @@ def test_imports_inside_functions_are_optional_dependencies():
                       if isinstance(node, ast.Call) and ast.unparse(node.func) in ("require", "extras.require")
                       and node.args and isinstance(node.args[0], ast.Constant))
     assert required and all(module.split(".")[0] in EXTRAS for _, module in required), required
+
+
+#: The one layer trace (docs/architecture.md): the only module that runs a model under forward hooks or a
+#: torch function mode to read its layers. Counting, the profile and the simulator are views of it.
+TRACE = "squeezelab.models.tracing"
+TRACE_VIEWS = ("squeezelab.analysis.counting", "squeezelab.analysis.profiling", "squeezelab.hwsim.sim",
+               "squeezelab.train.checks")
+#: Other modules that hook into a model's run, and why theirs is not a second layer trace.
+HOOK_EXCEPTIONS = {
+    "squeezelab.compress.biascorr": "captures the input activations of chosen layers on real images (bias correction)",
+    "squeezelab.compress.ptq": "captures each convolution's inputs and outputs on calibration images (INT8 "
+                               "equalisation, rounding and bias correction)",
+    "squeezelab.analysis.memory": "counts the bytes of live tensors per ATen op (peak memory), which a layer list "
+                                  "cannot show",
+}
+_HOOK_CALLS = ("register_forward_hook", "register_forward_pre_hook", "register_module_forward_hook",
+               "register_module_forward_pre_hook")
+_MODES = ("TorchFunctionMode", "TorchDispatchMode")
+
+
+def _hooking(path: Path) -> bool:
+    """Whether a module registers forward hooks or defines a torch function / dispatch mode."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute) and node.attr in _HOOK_CALLS:
+            return True
+        if isinstance(node, ast.ClassDef) and any(ast.unparse(base).split(".")[-1] in _MODES for base in node.bases):
+            return True
+    return False
+
+
+def test_one_layer_trace():
+    """Counting, profile and simulate read one trace, in the core; no other module traces a model's layers."""
+    assert _layer(TRACE) == "core"
+    assert sorted(m for m, p in MODULES.items() if _hooking(p)) == sorted([TRACE, *HOOK_EXCEPTIONS])
+    assert all(TRACE in GRAPH[view] for view in TRACE_VIEWS), [v for v in TRACE_VIEWS if TRACE not in GRAPH[v]]
 
 
 def test_models_never_import_weights():

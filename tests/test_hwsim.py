@@ -14,8 +14,8 @@ from torch import nn
 from squeezelab import SqueezelabError
 from squeezelab.analysis import count_macs
 from squeezelab.hwsim import (AcceleratorConfig, EnergyCosts, LayerSpec, compare, load_config, read_topology,
-                              simulate, simulate_layer, topology_csv, trace_layers)
-from squeezelab.hwsim.ir import model_layers
+                              simulate, simulate_layer, topology_csv, trace)
+from squeezelab.models import trace_model
 from squeezelab.hwsim.study import PAPER_RATIOS, RATIO_BANDS, headline_ratios, in_band, simulate_network
 
 GOLDENS = Path(__file__).resolve().parent / "data" / "hwsim" / "scalesim_goldens.csv"
@@ -196,7 +196,7 @@ class _Toy(nn.Module):
 
 def test_trace_user_module():
     model = _Toy()
-    layers = trace_layers(model, (20, 24))
+    layers = trace(model, (20, 24))
     pe = [layer for layer in layers if layer.is_pe]
     assert [layer.kind for layer in pe] == ["conv", "dwconv", "gconv", "fc"]
     assert sum(layer.macs for layer in pe) == count_macs(model, (20, 24), in_chans=1)
@@ -212,7 +212,7 @@ def test_trace_user_module():
 
 
 def test_topology_round_trip(tmp_path):
-    layers = trace_layers(_Toy(), 32)
+    layers = trace(_Toy(), 32)
     (tmp_path / "t.csv").write_text(topology_csv(layers))
     back = read_topology(tmp_path / "t.csv")
     cfg = AcceleratorConfig(array_rows=8, array_cols=8)
@@ -255,7 +255,7 @@ def test_traced_macs_match_prototxt_counts():
     assert simulate_network("1.0-SqNxt-23v5").macs == 224_916_480
     assert simulate_network("SqueezeNet v1.0").macs == 861_339_936
     # T7: SCALE-Sim 3.0.0 on the 227x227 7x7/2 conv1 of SqNxt-23 (104 s there), from our traced layer
-    conv1 = next(layer for layer in model_layers("sqnxt23_w1", 227)[2] if layer.is_pe)
+    conv1 = next(layer for layer in trace_model("sqnxt23_w1", 227).layers if layer.is_pe)
     assert conv1.name == "conv1" and (conv1.height, conv1.kernel_h, conv1.channels, conv1.filters) == (227, 7, 3, 64)
     for array, golden in ((8, 1_876_135), (16, 494_679)):
         cfg = AcceleratorConfig(array_rows=array, array_cols=array, dataflow="ws")

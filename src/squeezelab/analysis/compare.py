@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .baselines import build_model
-from .counting import InputSize, count_macs, count_params
+from ..models import resolve_model
+from ..models.tracing import InputSize
+from .counting import count_macs, count_params
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Comparison:
 
 
 def _counts(name: str, input_size: InputSize) -> tuple[int, int]:
-    model = build_model(name, meta=True)
+    model = resolve_model(name).build(meta=True)
     return count_params(model), count_macs(model, input_size)
 
 

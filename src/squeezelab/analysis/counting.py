@@ -1,19 +1,19 @@
 """Parameter and MAC counts, the convention of shared/reference/models.md.
 
 MACs are the multiply-accumulates of every Conv2d (``out.numel() * Cin/groups
-* kh * kw``) and Linear (``batch * in * out``) at batch 1; bias adds, BN, ReLU
-and pooling are not counted. Parameters are every trainable tensor: conv/FC
-weights and biases and BN gamma/beta (BN running statistics are buffers).
+* kh * kw``) and Linear (``rows * in * out``) for one image, read from the layer
+trace (:func:`squeezelab.models.trace`); bias adds, BN, ReLU and pooling are not
+counted. Parameters are every trainable tensor: conv/FC weights and biases and
+BN gamma/beta (BN running statistics are buffers).
 """
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional
 
-import torch
 from torch import nn
 
-InputSize = Union[int, tuple[int, int]]
+from ..models.tracing import InputSize, trace
 
 
 def count_params(model: nn.Module) -> int:
@@ -21,45 +21,9 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _layer_macs(module: nn.Module, output: torch.Tensor) -> int:
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return output.numel() * (module.in_channels // module.groups) * kh * kw
-    if isinstance(module, nn.Linear):
-        return output.numel() * module.in_features
-    return 0
+def count_macs(model: nn.Module, input_size: InputSize = 224, in_chans: Optional[int] = None) -> int:
+    """Conv + linear multiply-accumulates for one image of ``input_size`` (the sum over the layer trace).
 
-
-def hw_size(input_size: InputSize) -> tuple[int, int]:
-    """An int side or an (H, W) pair as (H, W)."""
-    if isinstance(input_size, int):
-        return input_size, input_size
-    height, width = input_size
-    return int(height), int(width)
-
-
-def count_macs(model: nn.Module, input_size: InputSize = 224, in_chans: int | None = None) -> int:
-    """Conv + linear multiply-accumulates for one image of ``input_size`` (batch 1, eval mode).
-
-    A model on PyTorch's meta device is counted from shapes alone (no arithmetic).
+    A model on PyTorch's meta device is counted as well (the trace needs shapes only).
     """
-    height, width = hw_size(input_size)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    channels = in_chans if in_chans is not None else int(getattr(model, "in_chans", 3))
-    total = 0
-
-    def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        total += _layer_macs(module, output)
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, channels, height, width, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return total
+    return sum(layer.macs for layer in trace(model, input_size, in_chans=in_chans))

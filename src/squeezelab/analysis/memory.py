@@ -31,7 +31,7 @@ import torch.fx
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .counting import InputSize, hw_size
+from ..models.tracing import InputSize, input_hw
 
 
 def _storage(t: torch.Tensor) -> tuple[int, int]:
@@ -40,7 +40,7 @@ def _storage(t: torch.Tensor) -> tuple[int, int]:
 
 
 def _input(model: nn.Module, input_size: InputSize) -> torch.Tensor:
-    height, width = hw_size(input_size)
+    height, width = input_hw(input_size)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     return torch.zeros(1, int(getattr(model, "in_chans", 3)), height, width, device=device)
 

@@ -1,7 +1,7 @@
 """The SqueezeNet and SqueezeNext papers' headline claims that need no ImageNet training.
 
 Every measured value is counted here from the models as built (zoo models and the
-baselines of :mod:`squeezelab.analysis.baselines`); only the papers' own figures
+baselines of :mod:`squeezelab.models.baselines`); only the papers' own figures
 are written down. A ratio claim "Nx" holds when the measured ratio is at least
 95% of N (the papers round: 240MB / 4.8MB is exactly 50x, 61.1M / 1.25M is 48.9x).
 """
@@ -11,11 +11,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Optional
 
-import torch
-
-from ..models import create_model
+from ..models import resolve_model
 from ..plotting import new_figure
-from .baselines import build_model
 from .claims import ClaimContext, ClaimRow, claim
 from .counting import count_macs, count_params
 from .profiling import MIB
@@ -37,15 +34,13 @@ def _macs(ctx: ClaimContext, name: str, size: int, conv10_padding: int = 0) -> i
 @lru_cache(maxsize=None)
 def _count_params(name: str) -> int:
     """Counts are pure functions of the architecture, so one process counts each model once."""
-    return count_params(build_model(name, meta=True))
+    return count_params(resolve_model(name).build(meta=True))
 
 
 @lru_cache(maxsize=None)
 def _count_macs(name: str, size: int, conv10_padding: int) -> int:
-    if not conv10_padding:
-        return count_macs(build_model(name, meta=True), size)
-    with torch.device("meta"):
-        return count_macs(create_model(name, conv10_padding=conv10_padding), size)
+    overrides = {"conv10_padding": conv10_padding} if conv10_padding else {}
+    return count_macs(resolve_model(name, **overrides).build(meta=True), size)
 
 
 def _ratio_row(text: str, paper_factor: float, measured: float, note: str, paper: Optional[str] = None) -> ClaimRow:

@@ -1,13 +1,14 @@
 """Per-layer profile of a model: shapes, parameters, MACs, activation bytes, totals.
 
-Counting follows :mod:`squeezelab.analysis.counting` (one MAC per multiply-add of
-Conv2d and Linear, batch 1). Rows are the model's modules in definition order:
-a *block* row for every module the model names in ``paper_layer_names()``
-(``fire2``, ``stage1/block1``) that has sub-layers, with the sums of its
-layers, and a *layer* row for every convolution, linear, normalisation and
-pooling layer. Layer names follow the paper where one exists (``conv1``,
-``fire2/squeeze1x1``, ``fire2/expand3x3``, ``conv10``; Caffe's names inside a
-Fire module). Fire block rows carry s1x1/e1x1/e3x3 as in SqueezeNet Table 1.
+A view of the layer trace (:func:`squeezelab.models.trace`): MACs and shapes are the
+trace's (one MAC per multiply-add of Conv2d and Linear, one image), parameters and
+nonzero weights are read from the modules. Rows are the model's modules in definition
+order: a *block* row for every unit the model names that holds layers (``fire2``,
+``stage1/block1``; :meth:`~squeezelab.models.ClassifierModel.layer_names`), with the
+sums of its layers, and a *layer* row for every convolution, linear, normalisation and
+pooling layer and any other module holding parameters. Layer names are the model's
+(``conv1``, ``fire2/squeeze1x1``, ``fire2/expand3x3``, ``conv10``: the Caffe prototxt's).
+Fire block rows carry s1x1/e1x1/e3x3 as in SqueezeNet Table 1.
 """
 
 from __future__ import annotations
@@ -22,20 +23,15 @@ import torch
 from torch import nn
 
 from ..errors import SqueezelabError
+from ..models import resolve_model
+from ..models.tracing import BLOCK, OTHER, PE_KINDS, InputSize, LayerSpec, input_hw, trace
 from ..tables import format_table
 from ..weights import build_model as build_from_weights
-from .baselines import build_model
-from .counting import InputSize, _layer_macs, count_params, hw_size
+from .counting import count_params
 from .memory import peak_activation_bytes
 
-#: Layer types that get their own row (besides any leaf module holding parameters).
-_LAYER_TYPES = (
-    nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm,
-    nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
-)
-#: Caffe names of the Fire submodules (forresti/SqueezeNet prototxt: fire2/squeeze1x1, ...).
-_FIRE_CHILD_NAMES = {"squeeze": "squeeze1x1", "expand1x1": "expand1x1", "expand3x3": "expand3x3"}
+#: Trace kinds that get a profile row (besides blocks); activations and functional ops do not.
+_ROW_KINDS = (*PE_KINDS, "pool", "norm", OTHER)
 
 MB = 1e6
 MIB = 2**20
@@ -187,27 +183,6 @@ def _pair(value: Any) -> tuple[int, int]:
     return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-def _paper_name(path: str, names: dict[str, str], fire_paths: set[str]) -> str:
-    """Longest named prefix of ``path`` + the rest; Fire children get Caffe names."""
-    if path in names:
-        return names[path]
-    parts = path.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        prefix = ".".join(parts[:cut])
-        if prefix in names:
-            rest = parts[cut:]
-            if prefix in fire_paths and rest[0] in _FIRE_CHILD_NAMES:
-                rest = [_FIRE_CHILD_NAMES[rest[0]], *rest[1:]]
-            return names[prefix] + "/" + "/".join(rest)
-    return path
-
-
-def _is_layer(module: nn.Module) -> bool:
-    if any(True for _ in module.children()):
-        return False
-    return isinstance(module, _LAYER_TYPES) or any(True for _ in module.parameters(recurse=False))
-
-
 def _nonzeros(module: nn.Module) -> int:
     """Nonzero parameters; a model on the meta device (no values) counts as dense."""
     return sum(p.numel() if p.is_meta else int(torch.count_nonzero(p.detach())) for p in module.parameters())
@@ -223,99 +198,64 @@ def _resolve(model_or_name: Union[str, nn.Module], weights: Optional[str]) -> nn
         if count_params(model) == 0:
             raise SqueezelabError(f"{weights} holds no PyTorch weights (ONNX?); profile a native or PyTorch checkpoint")
         return model
-    return build_model(model_or_name)
+    return resolve_model(model_or_name).build()
+
+
+def _row(path: str, module: nn.Module, calls: list[LayerSpec], macs: int) -> LayerProfile:
+    """One row from a module's trace records (a module run twice keeps its last shapes)."""
+    last = calls[-1]
+    row = LayerProfile(
+        name=calls[0].name, path=path, type=last.module, is_block=last.kind == BLOCK, input_shape=last.input_shape,
+        output_shape=last.output_shape, params=count_params(module), macs=macs,
+        activation_bytes=last.elements * last.element_bytes, nonzeros=_nonzeros(module),
+    )
+    if isinstance(module, (nn.Conv2d, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)):
+        row.kernel, row.stride = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+        row.groups = getattr(module, "groups", None)
+    children = dict(module.named_children())
+    if row.is_block and {"squeeze", "expand1x1", "expand3x3"} <= set(children):  # a Fire module: Table 1's sizes
+        row.s1x1, row.e1x1, row.e3x3 = (children[n].out_channels for n in ("squeeze", "expand1x1", "expand3x3"))
+    return row
 
 
 def profile(
     model_or_name: Union[str, nn.Module], input_size: InputSize = 224, weights: Optional[str] = None, *, peak: bool = True
 ) -> Profile:
-    """Profile a zoo model, a baseline (``alexnet``, ``vgg19``, ``mobilenet_v1``, ``mobilenet_v2``) or a module.
+    """Profile a model by name (zoo, baseline or torchvision, with ``NAME:KEY=VALUE`` keywords) or a module.
 
     Args:
-        model_or_name: model name / paper alias, or an ``nn.Module``.
+        model_or_name: a name for :func:`squeezelab.models.resolve_model` (``squeezenet1_1``,
+            ``1.0-SqNxt-23``, ``mobilenet_v1``, ``resnet18``, ``sqnxt23v5_w1:width=1.5``) or an ``nn.Module``.
         input_size: side length or (H, W) of the one input image.
         weights: a checkpoint or weights file for ``squeezelab.build_model``; the sparse size
             and nonzero counts then describe those weights (e.g. a pruned checkpoint).
         peak: compute the peak activation memory (a second, traced run); ``False`` leaves it 0.
     """
     model = _resolve(model_or_name, weights)
-    height, width = hw_size(input_size)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    x = torch.zeros(1, int(getattr(model, "in_chans", 3)), height, width, device=device)
-    if hasattr(model, "check_input"):
-        model.check_input(x)
-    names: dict[str, str] = model.paper_layer_names() if hasattr(model, "paper_layer_names") else {}
-    modules = dict(model.named_modules())
-    fire_paths = {p for p in names if p in modules and {"squeeze", "expand1x1", "expand3x3"} <= set(
-        n for n, _ in modules[p].named_children())}
-    block_paths = {p for p in names if p in modules and not _is_layer(modules[p]) and any(
-        _is_layer(m) for m in modules[p].modules())}
-    watched = {p: m for p, m in modules.items() if p and (p in block_paths or _is_layer(m))}
-
-    seen: dict[str, dict[str, Any]] = {}
-
-    def make_hook(path: str):  # noqa: ANN202
-        def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
-            out = output if isinstance(output, torch.Tensor) else output[0]
-            record = seen.setdefault(path, {"macs": 0})
-            record["input_shape"] = tuple(inputs[0].shape[1:]) if inputs else ()
-            record["output_shape"] = tuple(out.shape[1:])
-            record["activation_bytes"] = out.numel() * out.element_size()
-            record["macs"] += _layer_macs(module, out)
-
-        return hook
-
-    handles = [m.register_forward_hook(make_hook(p)) for p, m in watched.items()]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(x)
-    except RuntimeError as exc:
-        raise SqueezelabError(f"model does not run on a {height}x{width} input: {exc}".splitlines()[0]) from None
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-
+    height, width = input_hw(input_size)
+    calls: dict[str, list[LayerSpec]] = {}
+    for layer in trace(model, (height, width)):
+        if layer.module and (layer.kind in _ROW_KINDS or layer.kind == BLOCK):
+            calls.setdefault(layer.path, []).append(layer)
+    layer_macs = {path: sum(c.macs for c in records) for path, records in calls.items()
+                  if records[-1].kind != BLOCK}
     rows: list[LayerProfile] = []
-    for path, module in watched.items():
-        if path not in seen:
+    for path, module in model.named_modules():
+        if path not in calls:
             continue
-        rec = seen[path]
-        is_block = path in block_paths
-        macs = rec["macs"]
-        if is_block:
-            macs = sum(seen[p]["macs"] for p in watched if p.startswith(path + ".") and p in seen
-                       and p not in block_paths)
-        row = LayerProfile(
-            name=_paper_name(path, names, fire_paths),
-            path=path,
-            type=type(module).__name__,
-            is_block=is_block,
-            input_shape=rec["input_shape"],
-            output_shape=rec["output_shape"],
-            params=count_params(module),
-            macs=macs,
-            activation_bytes=rec["activation_bytes"],
-            nonzeros=_nonzeros(module),
-        )
-        if isinstance(module, (nn.Conv2d, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)):
-            row.kernel, row.stride = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
-            row.groups = getattr(module, "groups", None)
-        if path in fire_paths:
-            row.s1x1 = modules[path].squeeze.out_channels
-            row.e1x1 = modules[path].expand1x1.out_channels
-            row.e3x3 = modules[path].expand3x3.out_channels
-        rows.append(row)
-
-    layer_rows = [r for r in rows if not r.is_block]
+        if calls[path][-1].kind == BLOCK:
+            inside = [p for p in layer_macs if p.startswith(path + ".")]
+            if not inside:
+                continue
+            rows.append(_row(path, module, calls[path], sum(layer_macs[p] for p in inside)))
+        else:
+            rows.append(_row(path, module, calls[path], layer_macs[path]))
     return Profile(
         model_name=str(getattr(model, "model_name", type(model).__name__)),
         input_size=(height, width),
         layers=rows,
         params=count_params(model),
-        macs=sum(r.macs for r in layer_rows),
+        macs=sum(layer_macs.values()),
         peak_activation_bytes=peak_activation_bytes(model, (height, width)) if peak else 0,
         nonzeros=_nonzeros(model),
         meta={"weights": weights} if weights else {},

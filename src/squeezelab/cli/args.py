@@ -9,7 +9,6 @@ before the command loads a model.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -84,14 +83,6 @@ non_negative_float = float_range(0.0)
 fraction = float_range(0.0, 1.0, low_open=True)
 input_size = int_range(1, MAX_INPUT_SIZE, what="an input side in pixels")
 batch_size = int_range(1, MAX_BATCH, what="a batch size")
-
-
-def json_or_text(text: str) -> object:
-    """A ``KEY=VALUE`` value: JSON where it parses (``32``, ``false``, ``0.5``), else the text itself."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def check_outputs(*paths: Optional[PathLike], inputs: Iterable[Optional[PathLike]] = (),

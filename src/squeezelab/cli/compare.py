@@ -9,7 +9,8 @@ from .args import input_size
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compare", help="params, MACs, size and ratios to a baseline for several models")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="zoo models, paper aliases or baselines")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="zoo models or paper aliases, baselines or torchvision names")
     p.add_argument("--input-size", type=input_size, default=224, help="input side length for MACs (default 224)")
     p.add_argument("--baseline", default="alexnet",
                    help="model the ratios are taken against: alexnet (default), vgg19, mobilenet_v1, "

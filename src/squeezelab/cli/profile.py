@@ -11,7 +11,8 @@ from .args import check_outputs, input_size, weights_inputs
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("profile", help="per-layer params, MACs, shapes and memory of one model")
-    p.add_argument("model", help="zoo model or paper alias (squeezenet1_0, 1.0-SqNxt-23) or a baseline (alexnet, ...)")
+    p.add_argument("model", help="zoo model or paper alias (squeezenet1_0, 1.0-SqNxt-23), baseline (mobilenet_v1) or "
+                   "torchvision name (resnet18); NAME:KEY=VALUE[,...] passes builder keywords, as in simulate")
     p.add_argument("--input-size", type=input_size, default=224, help="input side length (default 224)")
     p.add_argument("--weights", help="checkpoint or weights file; nonzeros and sparse size then describe them")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import SqueezelabError
 from ..tables import format_table
-from .args import MAX_INPUT_SIZE, check_outputs, json_or_text
+from .args import MAX_INPUT_SIZE, check_outputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Simulate MODEL layer by layer on a PE-array accelerator. Modes: one model (default), "
         "--compare A B (speedup and energy ratio of B over A), --sweep MODEL... (array sizes x dataflows).")
     p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="zoo name or alias (e.g. 1.0-SqNxt-23v5) or torchvision name (e.g. alexnet); "
-                   "NAME:KEY=VALUE[,KEY=VALUE] passes create_model overrides, e.g. squeezenet1_0:conv10_padding=1")
+                   help="zoo name or alias (e.g. 1.0-SqNxt-23v5), baseline (mobilenet_v1) or torchvision name "
+                   "(e.g. resnet18); NAME:KEY=VALUE[,KEY=VALUE] passes builder keywords, e.g. "
+                   "squeezenet1_0:conv10_padding=1 or 'sqnxt23v5_w1:depths=[2,4,12,3],width=1.5'")
     p.add_argument("--input-size", help="N or HxW (default: the model's design size)")
     p.add_argument("--config", help="accelerator preset name or .yaml/.json file (default: 'default')")
     p.add_argument("--array", help="PE array ROWSxCOLS, e.g. 16x16 (overrides the config)")
@@ -51,18 +52,6 @@ def _input_size(text: str | None) -> int | tuple[int, int] | None:
         raise SqueezelabError(f"--input-size {text!r} must be N or HxW with sides 1..{MAX_INPUT_SIZE}, e.g. 227 or "
                               f"224x320")
     return dims[0] if len(dims) == 1 else (dims[0], dims[1])
-
-
-def _model_spec(text: str) -> tuple[str, dict]:
-    """``NAME[:KEY=VALUE,...]`` as (name, create_model overrides); values parse as JSON where they can."""
-    name, _, rest = text.partition(":")
-    overrides = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SqueezelabError(f"model {text!r}: overrides must be KEY=VALUE, e.g. squeezenet1_0:conv10_padding=1")
-        overrides[key] = json_or_text(value)
-    return name, overrides
 
 
 def _config(args: argparse.Namespace, dataflow=None, array=None):
@@ -131,20 +120,20 @@ def _list_presets() -> int:
 
 def _single(args: argparse.Namespace) -> int:
     from ..hwsim import layout_csv, scalesim_config, simulate, topology_csv
-    from ..hwsim.ir import model_layers
+    from ..models import trace_model
 
     cfg = _config(args)
-    (model, overrides), size = _model_spec(args.models[0]), _input_size(args.input_size)
+    model, size = args.models[0], _input_size(args.input_size)
     if args.export_scalesim:
-        _, hw, layers = model_layers(model, size, overrides)
+        traced = trace_model(model, size)
         out = Path(args.export_scalesim)
-        files = {"scale.cfg": scalesim_config(cfg, run_name=Path(model).name.replace(".", "_")),
-                 "topology.csv": topology_csv(layers), "layout.csv": layout_csv(layers)}
+        files = {"scale.cfg": scalesim_config(cfg, run_name=traced.spec.name.replace(".", "_")),
+                 "topology.csv": topology_csv(traced.layers), "layout.csv": layout_csv(traced.layers)}
         for name, text in files.items():
             _write(str(out / name), text)
         print(f"run: python -m scalesim.scale -c {out}/scale.cfg -t {out}/topology.csv -l {out}/layout.csv -p OUTDIR")
         return 0
-    result = simulate(model, size, cfg, overrides=overrides)
+    result = simulate(model, size, cfg)
     unit = result.energy_unit
     print(f"{result.model} @ {result.input_size[0]}x{result.input_size[1]} on {cfg.describe()}")
     if args.layers:
@@ -187,10 +176,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     size = _input_size(args.input_size)
-    (a, a_over), (b, b_over) = (_model_spec(m) for m in args.compare)
-    from ..hwsim import simulate
-
-    cmp = compare(simulate(a, size, cfg, overrides=a_over), simulate(b, size, cfg, overrides=b_over))
+    cmp = compare(*args.compare, input_size=size, config=cfg)
     unit = cmp.baseline.energy_unit
     rows = [[r.model, f"{r.input_size[0]}x{r.input_size[1]}", r.macs, r.cycles, round(r.utilization, 3), r.energy,
              round(r.energy / r.macs, 2)] for r in (cmp.baseline, cmp.candidate)]
@@ -217,10 +203,10 @@ def _sweep(args: argparse.Namespace) -> int:
     size = _input_size(args.input_size)
     headers = ["model", "array", "dataflow", "MACs", "cycles", "util", "energy", "energy/MAC", "ms"]
     rows = []
-    for model, overrides in (_model_spec(m) for m in args.models):
+    for model in args.models:
         for rows_, cols in arrays:
             for df in dataflows:
-                r = simulate(model, size, _config(args, dataflow=df, array=(rows_, cols)), overrides=overrides)
+                r = simulate(model, size, _config(args, dataflow=df, array=(rows_, cols)))
                 rows.append([r.model, f"{rows_}x{cols}", df, r.macs, r.cycles, round(r.utilization, 3),
                              r.energy, round(r.energy / r.macs, 3), round(r.seconds * 1e3, 3)])
     print(format_table(headers, rows))

@@ -13,8 +13,8 @@ import argparse
 import json
 
 from ..errors import SqueezelabError
-from ..train.config import (ADAMW_SOLVER, AMP_MODES, DEFAULT_WEIGHT_DECAY, OPTIMIZERS, SCHEDULES, SQUEEZENET_SOLVER,
-                            SQUEEZENEXT_SOLVER, TrainConfig)
+from ..train.config import (ADAMW_SOLVER, AMP_MODES, DATA_LOADERS, DEFAULT_WEIGHT_DECAY, OPTIMIZERS,
+                            RECIPES, SCHEDULES, SQUEEZENET_SOLVER, SQUEEZENEXT_SOLVER, TrainConfig)
 from .args import batch_size, float_range, input_size, int_range, non_negative_float, positive_float, positive_int
 
 
@@ -26,6 +26,11 @@ def _json_dict(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object such as '{\"dropout\": 0.2}'")
     return value
+
+
+def _recipe_default(name: str) -> str:
+    """A recipe-owned option's default in each recipe, for the help: ``recipe: 64 (default), 256 (fast)``."""
+    return "recipe: " + ", ".join(f"{settings[name]} ({recipe})" for recipe, settings in RECIPES.items())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                          "CIFAR, 224 for folders); <= 64 px switches on small_input "
                                                          "stems")
     p.add_argument("--epochs", type=positive_int, help=f"default {TrainConfig.epochs}")
-    p.add_argument("--batch-size", "-b", type=batch_size, help=f"per process (default {TrainConfig.batch_size})")
+    p.add_argument("--batch-size", "-b", type=batch_size, help=f"per process (default {_recipe_default('batch_size')})")
     p.add_argument("--optimizer", choices=OPTIMIZERS,
                    help=f"default {TrainConfig.optimizer}: SGD with momentum for models with BatchNorm, AdamW for "
                         "SqueezeNet (no BN)")
@@ -69,7 +74,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, help=f"default {TrainConfig.schedule}")
     p.add_argument("--warmup-epochs", type=non_negative_float, help=f"default {TrainConfig.warmup_epochs:g}")
     p.add_argument("--label-smoothing", type=float_range(0.0, 1.0, high_open=True),
-                   help=f"default {TrainConfig.label_smoothing:g}")
+                   help=f"default {_recipe_default('label_smoothing')}")
+    p.add_argument("--recipe", choices=RECIPES,
+                   help=f"default {TrainConfig.recipe}; the recipe sets the options marked 'recipe' that are not "
+                        "given (docs/training.md, 'The fast recipe')")
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
+                   help=f"Nesterov momentum, SGD only (default {_recipe_default('nesterov')})")
+    p.add_argument("--ema-decay", type=float_range(0.0, 1.0, high_open=True),
+                   help="evaluate and save an exponential moving average of the weights with this decay per step "
+                        "(default 0: off); BN statistics are recomputed on the average")
+    p.add_argument("--data-loader", choices=DATA_LOADERS,
+                   help=f"default {_recipe_default('data_loader')}; 'batched' keeps images of at most 64 px "
+                        "decoded and augments whole batches")
+    p.add_argument("--derandomized-flips", action=argparse.BooleanOptionalAction,
+                   help="flip each image every other epoch instead of at random, batched loader only (default "
+                        f"{_recipe_default('derandomized_flips')})")
+    p.add_argument("--cutout", type=int_range(0, 4096, what="a Cutout side"),
+                   help="Cutout square side in px (batched loader; default 0: off)")
+    p.add_argument("--eval-every", type=positive_int, metavar="K",
+                   help="evaluate every K epochs (and after the last); default 1")
     p.add_argument("--amp", choices=AMP_MODES,
                    help=f"mixed precision (default {TrainConfig.amp}: on for CUDA and for CPUs with native BF16, "
                         "avx512_bf16 or amx_bf16)")

@@ -39,7 +39,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def stage_shapes(model: torch.nn.Module, input_size: int) -> list[tuple[str, str, int]]:
     """(stage name, output shape C x H x W, params) for each child of ``model.features`` and the head."""
-    names = model.paper_layer_names() if hasattr(model, "paper_layer_names") else {}
+    names = model.layer_names()
     rows: list[tuple[str, str, int]] = []
     x = torch.zeros(1, model.in_chans, input_size, input_size)
     model.eval()

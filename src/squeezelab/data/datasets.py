@@ -102,7 +102,7 @@ class ImageDataset(Dataset):
         return side, side
 
 
-class _PadCropFlip(T.Compose):
+class PadCropFlip(T.Compose):
     """The small-input augmentation: squash-resize, pad by 1/8 + random crop (unless ``translate`` is
     False), optional horizontal flip.
 
@@ -147,7 +147,7 @@ class _Transform:
         self._mode = "L" if preprocess.grayscale else "RGB"
         fast_input = (preprocess.crop, preprocess.crop)
         self._fast_size = fast_input if (augment is None and preprocess.resized_size(*fast_input) == fast_input) \
-            or isinstance(augment, _PadCropFlip) else None
+            or isinstance(augment, PadCropFlip) else None
         self._scale = np.float32(preprocess.scale)
         self._mean = np.asarray(preprocess.mean, np.float32).reshape(-1, 1, 1)
         self._std = np.asarray(preprocess.std, np.float32).reshape(-1, 1, 1)
@@ -251,7 +251,7 @@ def _eval_preprocess(input_size: int, mean: tuple[float, ...], std: tuple[float,
 def _augmentation(input_size: int, recipe: _Recipe) -> Callable:
     if input_size <= SMALL_INPUT_MAX and not recipe.random_resized_crop:
         # CIFAR recipe (He et al. 2016, section 4.2): pad by 1/8 of the side, random crop.
-        return _PadCropFlip(input_size, recipe.flip, recipe.translate)
+        return PadCropFlip(input_size, recipe.flip, recipe.translate)
     return T.Compose([T.RandomResizedCrop(input_size, antialias=True), *([T.RandomHorizontalFlip()] if recipe.flip
                                                                          else [])])
 

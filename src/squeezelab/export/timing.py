@@ -84,13 +84,14 @@ def interleaved(calls: Mapping[str, Callable[[], Any]], reps: int = 20, warmup: 
     return {name: Timing(values) for name, values in samples.items()}
 
 
-def sgemm_gflops(threads: int | None = None, n: int = 1024, reps: int = 10) -> float:
-    """Best fp32 ``torch.mm`` rate (GFLOP/s) of this machine with ``threads`` threads."""
+def sgemm_gflops(threads: int | None = None, n: int = 1024, reps: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """Best ``torch.mm`` rate (GFLOP/s) of this machine with ``threads`` threads: fp32 by default, ``dtype=
+    torch.bfloat16`` for the BF16 GEMM rate (the practical FMA peak with native BF16 dot products)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)
     try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        out = torch.empty(n, n)
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        out = torch.empty(n, n, dtype=dtype)
         torch.mm(a, b, out=out)
         best = float("inf")
         for _ in range(reps):
@@ -113,16 +114,23 @@ def _busy_seconds() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def _own_seconds() -> float:
+    """CPU seconds of this process and of its children that have been waited for."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
+
+
 class OtherLoad:
     """How busy *other* processes kept the CPU while a block ran, in cores.
 
     The load average cannot say this: a benchmark's own threads count in it.
     Use as ``with OtherLoad() as other: ...`` and read ``other.cores`` afterwards
     (0 on an idle machine, 2 when two other processes kept both cores busy; None off Linux).
+    The benchmark's own child processes (waited for) count as its own, not as other load.
     """
 
     def __enter__(self) -> "OtherLoad":
-        self._busy, self._own, self._wall = _busy_seconds(), time.process_time(), time.perf_counter()
+        self._busy, self._own, self._wall = _busy_seconds(), _own_seconds(), time.perf_counter()
         self.cores: float | None = None
         return self
 
@@ -130,7 +138,7 @@ class OtherLoad:
         busy = _busy_seconds()
         if busy is None or self._busy is None:
             return
-        other = (busy - self._busy) - (time.process_time() - self._own)
+        other = (busy - self._busy) - (_own_seconds() - self._own)
         self.cores = max(0.0, other / max(time.perf_counter() - self._wall, 1e-9))
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Union
 
 from ..errors import SqueezelabError
+from ..models.tracing import LayerSpec, pe_layers
 from .config import AcceleratorConfig
-from .ir import LayerSpec, pe_layers
 
 HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,"
 

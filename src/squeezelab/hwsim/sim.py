@@ -2,7 +2,10 @@
 
 hwsim.md T6 (cycles), T8 and §3.4 (SRAM/DRAM traffic, stalls), §3.5 (energy).
 Each group of a grouped conv is simulated as its own layer, back to back, as
-SCALE-Sim does for a ``DP`` (depthwise) layer.
+SCALE-Sim does for a ``DP`` (depthwise) layer. The layers come from the core's
+layer trace (:func:`squeezelab.models.trace`); a layer's result depends only on
+its geometry, the accelerator and the dataflow, so it is computed once per
+(geometry, config, dataflow) and reused by every network that has the layer.
 """
 
 from __future__ import annotations
@@ -11,19 +14,20 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Optional, Union
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
+from typing import Optional, Sequence, Union
 
 from torch import nn
 
 from ..errors import SqueezelabError
+from ..models.tracing import InputSize, LayerSpec, input_hw, pe_layers, trace, trace_model, zero_cycle_ops
 from .config import AcceleratorConfig, resolve_config
-from .ir import InputSize, LayerSpec, model_layers, pe_layers, zero_cycle_ops
 
 ENERGY_LEVELS = ("mac", "rf", "noc", "glb", "dram", "static")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LayerResult:
     """One layer on the accelerator. ``cycles`` = compute + stall; compute = folds x cycles per fold."""
 
@@ -94,14 +98,32 @@ def _spatio_temporal(dataflow: str, P: int, K: int, Q: int) -> tuple[int, int, i
     return K, P, Q
 
 
+#: Layer results kept by (geometry, config, dataflow); a design search meets the same layers again and again.
+LAYER_CACHE_SIZE = 1 << 16
+
+
 def simulate_layer(layer: LayerSpec, config: AcceleratorConfig, dataflow: Optional[str] = None) -> LayerResult:
     """Simulate one conv / FC layer; ``dataflow`` overrides the config's (``best`` picks the fastest)."""
     if not layer.is_pe:
         raise SqueezelabError(f"layer {layer.name} ({layer.kind}) uses no PE-array cycles")
     dataflow = dataflow or config.dataflow
     if dataflow == "best":
-        candidates = [simulate_layer(layer, config, df) for df in ("ws", "os", "is")]
-        return min(candidates, key=lambda r: (r.cycles, r.energy))
+        candidates = [_cached_result(layer.geometry, config, df) for df in ("ws", "os", "is")]
+        result = min(candidates, key=lambda r: (r.cycles, r.energy))
+    else:
+        result = _cached_result(layer.geometry, config, dataflow)
+    return replace(result, name=layer.name, stage=layer.stage)
+
+
+@lru_cache(maxsize=LAYER_CACHE_SIZE)
+def _cached_result(geometry: tuple, config: AcceleratorConfig, dataflow: str) -> LayerResult:
+    """The result of an unnamed layer of ``geometry`` (names are the caller's to add)."""
+    return _simulate(LayerSpec.from_geometry(geometry), config, dataflow)
+
+
+def _simulate(layer: LayerSpec, config: AcceleratorConfig, dataflow: str) -> LayerResult:
+    if dataflow not in ("ws", "os", "is"):
+        raise SqueezelabError(f"dataflow {dataflow!r} is not one of ws, os, is, best")
     rows, cols, g = config.array_rows, config.array_cols, layer.groups
     P, K, Q = layer.P, layer.K, layer.Q
     s_r, s_c, t = _spatio_temporal(dataflow, P, K, Q)
@@ -283,9 +305,9 @@ class SimResult:
         return buf.getvalue()
 
 
-def simulate_layers(layers: list[LayerSpec], config: Union[str, AcceleratorConfig, dict, None] = None,
+def simulate_layers(layers: Sequence[LayerSpec], config: Union[str, AcceleratorConfig, dict, None] = None,
                     model: str = "layers", input_size: tuple[int, int] = (0, 0)) -> SimResult:
-    """Simulate an explicit layer list (e.g. from a SCALE-Sim topology CSV)."""
+    """Simulate an explicit layer list (a trace, or the layers of a SCALE-Sim topology CSV)."""
     cfg = resolve_config(config)
     return SimResult(model=model, input_size=input_size, config=cfg,
                      layers=[simulate_layer(layer, cfg) for layer in pe_layers(layers)],
@@ -295,13 +317,27 @@ def simulate_layers(layers: list[LayerSpec], config: Union[str, AcceleratorConfi
 def simulate(model: Union[str, nn.Module], input_size: Optional[InputSize] = None,
              config: Union[str, AcceleratorConfig, dict, None] = "default",
              overrides: Optional[dict] = None) -> SimResult:
-    """Simulate ``model`` (zoo name or ``nn.Module``) on an accelerator for one image of ``input_size``.
+    """Simulate ``model`` on an accelerator for one image of ``input_size``.
 
+    ``model`` is an ``nn.Module`` or a name for :func:`squeezelab.models.resolve_model`: a zoo
+    name or alias, a baseline or a torchvision classification name, with builder keywords
+    (``"sqnxt23v5_w1:depths=[2,4,12,3]"``); ``overrides`` add keywords (``{"conv10_padding": 1}``).
+    Named models default to their design input size, and their traces are cached.
     ``config`` is an :class:`AcceleratorConfig`, a preset name (see ``PRESETS``), a
-    mapping or a ``.yaml``/``.json`` path. Zoo models default to their design input size;
-    ``overrides`` go to ``create_model`` for a zoo name (e.g. ``{"conv10_padding": 1}``).
+    mapping or a ``.yaml``/``.json`` path.
     """
-    label, hw, layers = model_layers(model, input_size, overrides)
+    if isinstance(model, str):
+        traced = trace_model(model, input_size, **(overrides or {}))
+        label, hw, layers = traced.spec.label, traced.input_size, traced.layers
+    elif isinstance(model, nn.Module):
+        if input_size is None:
+            raise SqueezelabError("input_size is required for a user nn.Module, e.g. simulate(model, 224, 'default')")
+        hw = input_hw(input_size)
+        label, layers = type(model).__name__, trace(model, hw)
+    else:
+        raise SqueezelabError(f"model must be a model name or an nn.Module, not {type(model).__name__}")
+    if not pe_layers(layers):
+        raise SqueezelabError(f"{label} has no conv or linear layer to simulate")
     return simulate_layers(layers, config, model=label, input_size=hw)
 
 

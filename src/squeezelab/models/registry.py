@@ -34,6 +34,9 @@ class ModelEntry:
     default_cfg: dict[str, Any] = field(default_factory=dict)
     #: ``create_model(name, small_input=True)`` swaps the stride-2 stem for a stride-1 one (8-64 px images).
     small_input: bool = False
+    #: ``tracer(input_hw, **overrides)`` returns the layer trace of ``create_model(name, **overrides)``
+    #: without building it (:func:`squeezelab.models.trace_model`); None: build and trace.
+    tracer: Optional[Callable[..., list]] = None
 
     @property
     def input_size(self) -> int:
@@ -57,13 +60,14 @@ def register_model(
     aliases: tuple[str, ...] = (),
     default_cfg: Optional[dict[str, Any]] = None,
     small_input: bool = False,
+    tracer: Optional[Callable[..., list]] = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a builder function under its own name and the given aliases."""
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__
         entry = ModelEntry(name, builder, description, paper, table, tuple(aliases), dict(default_cfg or {}),
-                           small_input)
+                           small_input, tracer)
         for key in (name, *aliases):
             if _key(key) in _ALIASES:
                 raise RuntimeError(f"model name {key!r} registered twice")

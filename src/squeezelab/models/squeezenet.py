@@ -19,7 +19,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from ._base import ClassifierModel, SpatialOp, conv_op, pool_op
+from ._base import ClassifierModel, Dropout, SpatialOp, conv_op, pool_op
 from .registry import register_model
 
 Bypass = Literal["none", "simple", "complex"]
@@ -185,7 +185,7 @@ class SqueezeNet(ClassifierModel):
         self.num_features = channels
         self.conv10_padding = conv10_padding
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
+            Dropout(p=dropout),
             self._make_conv10(num_classes),
             nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d((1, 1)),
@@ -256,19 +256,31 @@ class SqueezeNet(ClassifierModel):
         self.num_classes = num_classes
         self.classifier[1] = self._make_conv10(num_classes)
 
-    def paper_layer_names(self) -> dict[str, str]:
-        """Module path -> Table 1 name (conv1, maxpool1, fire2, ..., conv10)."""
-        names: dict[str, str] = {"features.0": "conv1", "features.2": "maxpool1"}
+    def layer_names(self) -> dict[str, str]:
+        """Module path -> name: the forresti/SqueezeNet prototxt's (``conv1``, ``relu_conv1``, ``fire2``,
+        ``fire2/squeeze1x1``, ``fire2/relu_squeeze1x1``, ..., ``drop9``, ``conv10``, ``relu_conv10``), with
+        Table 1's pool names (``maxpool1``, ``maxpool4``, ``maxpool8``, ``avgpool10``). Fire modules are blocks."""
+        names: dict[str, str] = {"features.0": "conv1", "features.1": "relu_conv1", "features.2": "maxpool1"}
         fire_no = 2
         for idx, module in enumerate(self.features):
             if isinstance(module, Fire):
-                names[f"features.{idx}"] = f"fire{fire_no}"
+                fire = names[f"features.{idx}"] = f"fire{fire_no}"
+                for child, _ in module.named_children():
+                    names[f"features.{idx}.{child}"] = f"{fire}/{_FIRE_LAYER_NAMES[child]}"
                 fire_no += 1
             elif isinstance(module, nn.MaxPool2d) and idx > 2:
                 names[f"features.{idx}"] = f"maxpool{fire_no - 1}"
-        names["classifier.1"] = "conv10"
-        names["classifier.3"] = "avgpool10"
+        names.update({"classifier.0": "drop9", "classifier.1": "conv10", "classifier.2": "relu_conv10",
+                      "classifier.3": "avgpool10"})
         return names
+
+
+#: Fire submodule -> its name in the Caffe prototxts (``fire2/squeeze1x1``); the bypass conv is ours.
+_FIRE_LAYER_NAMES = {
+    "squeeze": "squeeze1x1", "squeeze_activation": "relu_squeeze1x1", "expand1x1": "expand1x1",
+    "expand1x1_activation": "relu_expand1x1", "expand3x3": "expand3x3", "expand3x3_activation": "relu_expand3x3",
+    "bypass": "bypass",
+}
 
 
 # Only the design input size: preprocessing belongs to each set of weights (squeezelab.weights.registry)

@@ -1,7 +1,7 @@
 """Checks that run before a training run builds or writes anything: option values, the run directory, input size.
 
-The input-size check bounds memory before any allocation: it measures one
-small forward pass, scales it to the requested side and compares the
+The input-size check bounds memory before any allocation: it reads the layer
+sizes from the layer trace (:func:`squeezelab.models.trace`) and compares the
 activations of a training and an evaluation batch with the free memory.
 """
 
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import SqueezelabError
 from ..io import check_output
-from .config import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
+from ..models.tracing import BLOCK, trace
+from .config import AMP_MODES, DATA_LOADERS, OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
 from .state import is_run_dir
 
 
@@ -44,6 +44,17 @@ def validate_config(cfg: TrainConfig) -> None:
         raise SqueezelabError(f"unknown schedule {cfg.schedule!r}; use one of {', '.join(SCHEDULES)}")
     if cfg.optimizer not in OPTIMIZERS:
         raise SqueezelabError(f"unknown optimizer {cfg.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    if cfg.recipe not in RECIPES:
+        raise SqueezelabError(f"unknown recipe {cfg.recipe!r}; use one of {', '.join(RECIPES)}")
+    if cfg.data_loader not in DATA_LOADERS:
+        raise SqueezelabError(f"unknown data loader {cfg.data_loader!r}; use one of {', '.join(DATA_LOADERS)}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise SqueezelabError(f"--ema-decay must be in [0, 1) (0: no averaging), got {cfg.ema_decay}")
+    if cfg.cutout < 0 or cfg.eval_every < 1:
+        raise SqueezelabError(f"--cutout must be >= 0 and --eval-every >= 1, got {cfg.cutout} and {cfg.eval_every}")
+    if (cfg.derandomized_flips or cfg.cutout) and cfg.data_loader == "samples":
+        raise SqueezelabError("--derandomized-flips and --cutout need the batched loader: drop them or pass "
+                              "--data-loader batched (inputs of at most 64 px)")
 
 
 def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
@@ -69,30 +80,11 @@ def _available_memory(device: torch.device) -> int:
 
 
 def _activation_elements(model: nn.Module, in_chans: int, size: int) -> tuple[int, int]:
-    """(sum, max) of the activation sizes of one ``size`` px image.
-
-    Measured by an eval-mode forward pass at a side of at most 64 px (nothing trained, no RNG drawn)
-    and scaled by the area: activations grow with the square of the input side.
-    """
-    probe = min(size, max(model.min_input_size, 64))
-    sizes = [in_chans * probe * probe]
-
-    def record(module: nn.Module, inputs: Any, output: Any) -> None:
-        if isinstance(output, torch.Tensor):
-            sizes.append(output[0].numel())
-
-    handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, in_chans, probe, probe))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    scale = (size / probe) ** 2
-    return int(sum(sizes) * scale), int(max(sizes) * scale)
+    """(sum, max) of the activation sizes of one ``size`` px image: the input and every layer's output,
+    from the layer trace (shapes only, no arithmetic, nothing trained, no RNG drawn)."""
+    sizes = [in_chans * size * size] + [layer.elements for layer in trace(model, size, in_chans=in_chans)
+                                        if layer.module and layer.kind != BLOCK]
+    return sum(sizes), max(sizes)
 
 
 def check_input_size(model: nn.Module, in_chans: int, size: int, batch: int, device: torch.device,

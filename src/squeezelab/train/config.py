@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:  # this module stays torch-free, so the CLI can show its defaults without loading torch
@@ -14,6 +14,17 @@ OPTIMIZERS = ("auto", "sgd", "adamw")
 SCHEDULES = ("cosine", "poly")
 #: ``TrainConfig.amp`` values (``engine.choose_amp``).
 AMP_MODES = ("auto", "on", "off")
+#: ``TrainConfig.data_loader`` values: per-sample transforms, or small images kept decoded and augmented a batch
+#: at a time (``squeezelab.data.batched``; inputs of at most 64 px only), or ``auto``: batched where it can.
+DATA_LOADERS = ("auto", "samples", "batched")
+#: What each ``TrainConfig.recipe`` sets for the fields left at None (docs/training.md, "The fast recipe",
+#: measures each lever of ``fast``).
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {"batch_size": 64, "label_smoothing": 0.0, "nesterov": False, "data_loader": "samples",
+                "derandomized_flips": False},
+    "fast": {"batch_size": 256, "label_smoothing": 0.1, "nesterov": True, "data_loader": "auto",
+             "derandomized_flips": True},
+}
 #: (base LR, batch) of the papers' solvers (shared/reference/models.md): SqueezeNet's Caffe solver
 #: (no BN) and SqueezeNext's (BN).
 SQUEEZENET_SOLVER = (0.04, 512)
@@ -48,14 +59,21 @@ class TrainConfig:
     data_seed: Optional[int] = None
     input_size: Optional[int] = None
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: Optional[int] = None
     lr: Optional[float] = None
     optimizer: str = "auto"
     momentum: float = 0.9
     weight_decay: Optional[float] = None
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
+    label_smoothing: Optional[float] = None
+    recipe: str = "default"
+    nesterov: Optional[bool] = None
+    ema_decay: float = 0.0
+    data_loader: Optional[str] = None
+    derandomized_flips: Optional[bool] = None
+    cutout: int = 0
+    eval_every: int = 1
     amp: str = "auto"
     channels_last: bool = True
     device: str = "auto"
@@ -77,6 +95,11 @@ class TrainConfig:
     prune_masks: Optional[str] = None
     progress: bool = True
     after_step: Optional[Callable[[nn.Module], None]] = None
+
+    def with_recipe(self) -> "TrainConfig":
+        """This configuration with its recipe's setting (:data:`RECIPES`) in every field left at None."""
+        settings = RECIPES.get(self.recipe, {})  # an unknown recipe is left for the config checks to report
+        return replace(self, **{k: v for k, v in settings.items() if getattr(self, k) is None})
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able fields (callbacks left out)."""

@@ -42,8 +42,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..compress.prune import apply_masks, load_masks
-from ..cpu import cpu_bf16_fast
-from ..data.datasets import SKIPPED_LABEL, SMALL_INPUT_MAX, DatasetBundle, EpochSampler, build_datasets
+from ..cpu import cpu_bf16_fast, keep_freed_memory
+from ..data.batched import BatchedAugment, BatchedEpoch, DecodedImages, Normalizer
+from ..data.datasets import SKIPPED_LABEL, SMALL_INPUT_MAX, DatasetBundle, EpochSampler, PadCropFlip, build_datasets
 from ..data.evaluate import EvalResult, evaluate_model
 from ..errors import SqueezelabError
 from ..models import create_model, get_model_entry
@@ -51,6 +52,7 @@ from ..weights.checkpoint import CheckpointMeta
 from ..weights.loader import load_weights, model_from_state
 from .checks import check_input_size, check_run_dir, validate_config
 from .config import ADAMW_SOLVER, DEFAULT_WEIGHT_DECAY, SQUEEZENET_SOLVER, SQUEEZENEXT_SOLVER, TrainConfig
+from .ema import WeightEma
 from .logs import Progress
 from .recipe import recompute_bn_statistics, warmup_steps
 from .resume import explicit_fields, resume_config
@@ -107,6 +109,7 @@ class Solver:
 
 def resolve_solver(cfg: TrainConfig, batchnorm: bool, world_size: int = 1) -> Solver:
     """``cfg``'s optimizer, base LR (for the total batch over ``world_size`` processes) and weight decay."""
+    cfg = cfg.with_recipe()
     name = resolve_optimizer(cfg.optimizer, batchnorm)
     lr = cfg.lr if cfg.lr is not None else default_lr(batchnorm, cfg.batch_size * world_size, name)
     weight_decay = cfg.weight_decay if cfg.weight_decay is not None else DEFAULT_WEIGHT_DECAY[name]
@@ -114,12 +117,13 @@ def resolve_solver(cfg: TrainConfig, batchnorm: bool, world_size: int = 1) -> So
 
 
 def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
-                   momentum: float) -> torch.optim.Optimizer:
-    """SGD with momentum or AdamW (betas 0.9/0.999), with no weight decay on 1-D parameters."""
+                   momentum: float, nesterov: bool = False) -> torch.optim.Optimizer:
+    """SGD with momentum (Nesterov's if ``nesterov``) or AdamW (betas 0.9/0.999), with no weight decay on 1-D
+    parameters; ``nesterov`` is an SGD option and AdamW ignores it."""
     groups = _param_groups(model, weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
 
 
 @dataclass
@@ -372,6 +376,17 @@ class TrainingRun:
     workers: int
     masks: Optional[dict[str, torch.Tensor]]
     init_note: str
+    #: the training images kept decoded, with their augmentation (``data_loader="batched"``)
+    decoded: Optional[DecodedImages] = None
+    augment: Optional[BatchedAugment] = None
+    normalize: Optional[Normalizer] = None
+    #: the weight average that is evaluated and saved (``ema_decay > 0``)
+    ema: Optional[WeightEma] = None
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The model that is evaluated and checkpointed: the weight average if there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def base_lr(self) -> float:
@@ -410,7 +425,7 @@ def _state_dict(run: TrainingRun, loop: LoopState) -> dict[str, Any]:
         "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(), "rng": capture_rng(), "epoch": loop.epoch, "step": loop.step,
         "epoch_step": loop.epoch_step, "running": dict(loop.running), "history": loop.history,
-        "best_top1": loop.best_top1,
+        "best_top1": loop.best_top1, **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
     }
 
 
@@ -456,7 +471,7 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     batchnorm = has_batchnorm(model)
     solver = resolve_solver(cfg, batchnorm, ddp.world_size)
-    optimizer = make_optimizer(solver.optimizer, model, solver.lr, solver.weight_decay, cfg.momentum)
+    optimizer = make_optimizer(solver.optimizer, model, solver.lr, solver.weight_decay, cfg.momentum, cfg.nesterov)
     steps_per_epoch = math.ceil(math.ceil(len(bundle.train) / ddp.world_size) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = warmup_steps(cfg.warmup_epochs, steps_per_epoch, total_steps, batchnorm)
@@ -470,8 +485,41 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
     if ddp.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     workers = cfg.workers if cfg.workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
-    return TrainingRun(cfg, ddp, device, bundle, model, net, model_kwargs, optimizer, scheduler, scaler, use_amp,
-                       amp_dtype, precision, steps_per_epoch, workers, masks, init_note)
+    run = TrainingRun(cfg, ddp, device, bundle, model, net, model_kwargs, optimizer, scheduler, scaler, use_amp,
+                      amp_dtype, precision, steps_per_epoch, workers, masks, init_note)
+    if cfg.data_loader == "batched" or (cfg.data_loader == "auto" and _batchable(bundle)):
+        _setup_batched_data(run)
+    elif cfg.cutout:
+        raise SqueezelabError(f"--cutout needs the batched loader, which keeps images of at most {SMALL_INPUT_MAX} px "
+                              f"decoded; {bundle.source} trains at {bundle.input_size} px, so drop --cutout")
+    elif cfg.derandomized_flips:
+        run.init_note += f", random flips (derandomized flips need inputs of at most {SMALL_INPUT_MAX} px)"
+    if cfg.ema_decay > 0:
+        run.ema = WeightEma(model, cfg.ema_decay)
+        if resume_state is not None and "ema" in resume_state:
+            run.ema.load_state_dict(resume_state["ema"])
+    return run
+
+
+def _batchable(bundle: DatasetBundle) -> bool:
+    """Whether the batched loader can serve ``bundle``: small inputs with no augmentation or pad-crop-flip."""
+    augment = bundle.train.transform.augment
+    return bundle.input_size <= SMALL_INPUT_MAX and (augment is None or isinstance(augment, PadCropFlip))
+
+
+def _setup_batched_data(run: TrainingRun) -> None:
+    """Decode the training images once and set up their batch augmentation (``data_loader="batched"``)."""
+    bundle, cfg = run.bundle, run.cfg
+    augment = bundle.train.transform.augment
+    if not _batchable(bundle):
+        raise SqueezelabError(f"--data-loader batched keeps images of at most {SMALL_INPUT_MAX} px decoded; "
+                              f"{bundle.source} trains at {bundle.input_size} px, so use --data-loader samples")
+    run.normalize = Normalizer(bundle.preprocess)
+    run.decoded = DecodedImages.from_dataset(bundle.train, bundle.input_size, bundle.in_chans)
+    if augment is not None:
+        flip = "none" if not augment.flip else ("derandomized" if cfg.derandomized_flips else "random")
+        run.augment = BatchedAugment(bundle.input_size, translate=augment.padding > 0, flip=flip,
+                                     cutout=cfg.cutout, fill=run.normalize.mean_pixels)
 
 
 def _reschedule(run: TrainingRun) -> tuple[float, float]:
@@ -488,7 +536,13 @@ def train_one_epoch(run: TrainingRun, loop: LoopState, stop: _StopFlag, saver: C
     cfg, ddp, device, epoch = run.cfg, run.ddp, run.device, loop.epoch
     sampler = EpochSampler(run.bundle.train, seed=cfg.seed, epoch=epoch, rank=ddp.rank, world_size=ddp.world_size,
                            start=loop.epoch_step * cfg.batch_size)
-    loader = _loader(run.bundle.train, cfg.batch_size, sampler, run.workers, device, cfg.seed * 1000 + epoch)
+    if run.decoded is not None and run.normalize is not None:
+        plan = run.augment.plan(len(run.decoded), cfg.seed, epoch) if run.augment is not None else None
+        loader: Any = BatchedEpoch(run.decoded, list(sampler.inner), cfg.batch_size, run.normalize,
+                                   augment=run.augment, plan=plan, channels_last=cfg.channels_last,
+                                   start=loop.epoch_step)
+    else:
+        loader = _loader(run.bundle.train, cfg.batch_size, sampler, run.workers, device, cfg.seed * 1000 + epoch)
     _set_train_mode(run.model, cfg.freeze_features)
     progress = Progress(cfg.progress and ddp.is_main, run.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
     running = loop.running
@@ -531,6 +585,8 @@ def train_one_epoch(run: TrainingRun, loop: LoopState, stop: _StopFlag, saver: C
         run.scheduler.step()
         if run.masks is not None:
             apply_masks(run.model, run.masks)
+        if run.ema is not None:
+            run.ema.update(run.model)
         loop.step += 1
         loop.epoch_step += 1
         seen += len(labels)
@@ -554,38 +610,64 @@ def train_one_epoch(run: TrainingRun, loop: LoopState, stop: _StopFlag, saver: C
     return interrupted
 
 
+def _evaluates(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether the run evaluates after ``epoch`` (1-based): every ``eval_every`` epochs, the last one and the
+    ``stop_after`` one."""
+    return epoch % cfg.eval_every == 0 or epoch == cfg.epochs or epoch == cfg.stop_after
+
+
 def _finish_epoch(run: TrainingRun, loop: LoopState, saver: CheckpointSaver) -> dict[str, Any]:
-    """Evaluate, append the epoch's metrics row, reset the running sums and write the run directory."""
+    """Evaluate (when due), append the epoch's metrics row, reset the running sums and write the run directory.
+
+    Before an evaluation the BatchNorm statistics of the evaluated model (the weight average, if any) are
+    recomputed with its weights; between evaluations the validation columns of the row are empty.
+    """
     cfg, ddp = run.cfg, run.ddp
     running = loop.running
     sums = torch.tensor([running["loss"], running["correct"], running["count"], running["skipped"]],
                         dtype=torch.float64)
     if ddp.enabled:
         dist.all_reduce(sums)
-    recompute_bn_statistics(run.model, run.bundle.train, batch_size=cfg.batch_size, seed=cfg.seed * 1000 + loop.epoch,
-                            device=run.device, channels_last=cfg.channels_last)
-    val = evaluate_model(run.model, run.bundle.val, batch_size=max(cfg.batch_size, 256), device=run.device,
-                         workers=run.workers, channels_last=cfg.channels_last, rank=ddp.rank,
-                         world_size=ddp.world_size)
     count = max(sums[2].item(), 1.0)
-    row = {
+    row: dict[str, Any] = {
         "epoch": loop.epoch + 1, "train_loss": sums[0].item() / count, "train_top1": 100.0 * sums[1].item() / count,
-        "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
-        "lr": run.optimizer.param_groups[0]["lr"],
+        "val_loss": None, "val_top1": None, "val_top5": None, "lr": run.optimizer.param_groups[0]["lr"],
         "images_per_s": (sums[2].item() + sums[3].item()) / max(running["seconds"], 1e-9),
-        "seconds": running["seconds"], "skipped_images": int(sums[3].item()) + val.skipped,
+        "seconds": running["seconds"], "skipped_images": int(sums[3].item()), "eval_seconds": 0.0,
     }
+    improved = False
+    if _evaluates(cfg, loop.epoch + 1):
+        tic = time.perf_counter()
+        evaluated = run.evaluated
+        for average, layer in zip(evaluated.modules(), run.model.modules()):
+            average.training = layer.training  # recompute the statistics of the same (unfrozen) BN layers
+        recompute_bn_statistics(evaluated, run.bundle.train, batch_size=cfg.batch_size,
+                                seed=cfg.seed * 1000 + loop.epoch, device=run.device, channels_last=cfg.channels_last)
+        val = evaluate_model(evaluated, run.bundle.val, batch_size=max(cfg.batch_size, 256), device=run.device,
+                             workers=run.workers, channels_last=cfg.channels_last, rank=ddp.rank,
+                             world_size=ddp.world_size)
+        row.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5,
+                   skipped_images=row["skipped_images"] + val.skipped, eval_seconds=time.perf_counter() - tic)
+        improved = val.top1 > loop.best_top1
+        loop.best_top1 = max(loop.best_top1, val.top1)
     loop.history.append(row)
-    improved = val.top1 > loop.best_top1
-    loop.best_top1 = max(loop.best_top1, val.top1)
     loop.epoch += 1
     loop.epoch_step = 0
     loop.running = _zero_running()
     summary = {"model": saver.meta.architecture, "data": run.bundle.source, "best_val_top1": loop.best_top1,
                "epochs": len(loop.history), "world_size": ddp.world_size}
-    saver.save_epoch(run.model, improved, _state_dict(run, loop), loop.history, summary,
+    saver.save_epoch(run.evaluated, improved, _state_dict(run, loop), loop.history, summary,
                      f"{saver.meta.architecture} on {run.bundle.source}")
     return row
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """The log line of a finished epoch."""
+    skipped = f", {row['skipped_images']} unreadable images skipped" if row["skipped_images"] else ""
+    val = "(not evaluated)" if row["val_top1"] is None else \
+        f"val loss {row['val_loss']:.4f}  top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%"
+    return (f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f}  {val}  lr {row['lr']:.4g}  "
+            f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s{skipped}")
 
 
 def train(config: Optional[TrainConfig] = None, *, explicit: Optional[Collection[str]] = None,
@@ -621,6 +703,7 @@ def _drive(cfg: TrainConfig, explicit: set[str]) -> TrainResult:
     planned = cfg.epochs
     if resume_state is not None:
         cfg, planned = resume_config(cfg, resume_state["config"], explicit)
+    cfg = cfg.with_recipe()
     validate_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -628,6 +711,8 @@ def _drive(cfg: TrainConfig, explicit: set[str]) -> TrainResult:
         else "cpu"
     ddp = _setup_distributed(device_kind)
     device = _device(cfg, ddp)
+    if device.type == "cpu":
+        keep_freed_memory()  # reuse freed activations instead of fresh zeroed pages every step (cpu.py)
     loop = LoopState.from_state(resume_state) if resume_state is not None else LoopState()
     done = loop.epoch if loop.epoch_step == 0 else -1
     if done >= cfg.epochs or (cfg.stop_after is not None and done >= cfg.stop_after):
@@ -673,10 +758,7 @@ def _drive(cfg: TrainConfig, explicit: set[str]) -> TrainResult:
                           f"with --resume {run_dir}")
                 break
             row = _finish_epoch(run, loop, saver)
-            skipped = f", {row['skipped_images']} unreadable images skipped" if row["skipped_images"] else ""
-            _log(ddp, f"epoch {row['epoch']}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss "
-                      f"{row['val_loss']:.4f}  top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  "
-                      f"lr {row['lr']:.4g}  {row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s{skipped}")
+            _log(ddp, _epoch_line(row, cfg.epochs))
             if cfg.stop_after is not None and cfg.stop_after <= loop.epoch < cfg.epochs:
                 stopped = True
                 _log(ddp, f"stopped after epoch {loop.epoch} of {cfg.epochs} (--stop-after {cfg.stop_after}); "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from ..plotting import new_figure
 
 #: Columns of metrics.csv, in order.
 METRIC_FIELDS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "images_per_s",
-                 "seconds", "skipped_images")
+                 "seconds", "skipped_images", "eval_seconds")
 
 
 def write_metrics(run_dir: Path, history: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -32,17 +33,21 @@ def write_metrics(run_dir: Path, history: Sequence[dict[str, Any]], summary: dic
 def plot_curves(run_dir: Path, history: Sequence[dict[str, Any]], title: str) -> Path:
     """Loss (train, val) and accuracy (train, val top-1, val top-5) against epoch, as curves.png."""
     epochs = [row["epoch"] for row in history]
+
+    def column(name: str) -> list[float]:  # epochs without an evaluation (``eval_every``) plot as gaps
+        return [math.nan if row[name] is None else row[name] for row in history]
+
     fig = new_figure(figsize=(10, 4))
     ax_loss, ax_acc = fig.subplots(1, 2)
-    ax_loss.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
-    ax_loss.plot(epochs, [row["val_loss"] for row in history], "o-", label="val")
+    ax_loss.plot(epochs, column("train_loss"), "o-", label="train")
+    ax_loss.plot(epochs, column("val_loss"), "o-", label="val")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss")
     ax_loss.legend()
     ax_loss.grid(alpha=0.3)
-    ax_acc.plot(epochs, [row["train_top1"] for row in history], "o-", label="train top-1")
-    ax_acc.plot(epochs, [row["val_top1"] for row in history], "o-", label="val top-1")
-    ax_acc.plot(epochs, [row["val_top5"] for row in history], "o-", label="val top-5")
+    ax_acc.plot(epochs, column("train_top1"), "o-", label="train top-1")
+    ax_acc.plot(epochs, column("val_top1"), "o-", label="val top-1")
+    ax_acc.plot(epochs, column("val_top5"), "o-", label="val top-5")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_ylim(0, 100)

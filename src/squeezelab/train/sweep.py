@@ -87,12 +87,19 @@ def point_config(point: DesignPoint, seed: int, budget: Budget, data: str, **run
                        val_limit=budget.val_limit, batch_size=budget.batch_size, lr=budget.lr, **runtime)
 
 
+#: Training options added after the committed records, with the value that means "as before": left out of a key
+#: at that value, so a record keeps its key (and a run that changes one of them gets a new key).
+_LATER_FIELDS: dict[str, Any] = {"recipe": "default", "nesterov": False, "ema_decay": 0.0, "data_loader": "samples",
+                                 "derandomized_flips": False, "cutout": 0, "eval_every": 1}
+
+
 def point_key(point: DesignPoint, seed: int, budget: Budget, data: str) -> str:
     """The cache key of one run: a hash of its whole training configuration with the data set's identity in
     place of its path, and the optimizer, LR and weight decay the recipe's rules resolve (``lr=None`` and
     ``optimizer="auto"`` name a rule, not a value), so a changed default retrains."""
-    cfg = point_config(point, seed, budget, data)
-    ident = {name: value for name, value in cfg.to_dict().items() if name not in RUNTIME_FIELDS | ADJUSTABLE_FIELDS}
+    cfg = point_config(point, seed, budget, data).with_recipe()
+    ident = {name: value for name, value in cfg.to_dict().items() if name not in RUNTIME_FIELDS | ADJUSTABLE_FIELDS
+             and not (name in _LATER_FIELDS and value == _LATER_FIELDS[name])}
     ident.update(asdict(_solver(point, cfg)), data=_data_key(data), version=RECORD_VERSION)
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return f"sr{point.sr:g}_pct{point.pct3x3:g}_{point.bypass}_s{seed}_{budget.name}_{digest}"

@@ -7,7 +7,7 @@ legacy ones ``V1LayerParameter`` messages in field 2 (name 4, enum type 5, blobs
 num/channels/height/width (1-4), and the values as floats (5) or doubles (8).
 
 Each zoo model's parameters carry Caffe layer names: SqueezeNet's are the DeepScale
-prototxt names (``conv1``, ``fire2/squeeze1x1`` ... ``conv10``); SqueezeNext's are the
+prototxt names its ``layer_names()`` gives (``conv1``, ``fire2/squeeze1x1`` ... ``conv10``); SqueezeNext's are the
 numbered names of its generated prototxts (``ConvolutionK``, ``BatchNormK``, ``ScaleK``
 for the K-th conv in module order, ``fc1000``). A prototxt given with ``prototxt=``
 names the layers instead. Caffe's ``BatchNorm`` stores mean, variance and a
@@ -298,17 +298,11 @@ def _cached_layout(architecture: str, model_kwargs: tuple[tuple[str, Any], ...])
     raw = [slot for path, module in model.named_modules() for slot in _module_slots(path, module)]
     counts: dict[str, int] = {}
     slots = []
-    squeezenet = architecture.startswith("squeezenet")
-    fire_index: dict[str, int] = {}
+    names = model.layer_names() if architecture.startswith("squeezenet") else {}
     for kind, path, shapes, geometry in raw:
         counts[kind] = counts.get(kind, 0) + 1
-        if squeezenet:
-            parent, _, child = path.rpartition(".")
-            if child in ("squeeze", "expand1x1", "expand3x3"):
-                fire = fire_index.setdefault(parent, len(fire_index) + 2)
-                name = f"fire{fire}/{'squeeze1x1' if child == 'squeeze' else child}"
-            else:
-                name = "conv1" if counts[kind] == 1 else "conv10"
+        if names:  # SqueezeNet's prototxt names are the model's own (conv1, fire2/squeeze1x1, ..., conv10)
+            name = names[path]
         else:
             name = "fc1000" if kind == "InnerProduct" else f"{kind}{counts[kind]}"
         slots.append(CaffeSlot(name, kind, path, shapes, geometry))

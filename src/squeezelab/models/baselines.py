@@ -1,23 +1,20 @@
-"""Baseline networks the papers compare against, built without weights.
+"""Baseline networks the papers compare against, built without weights (not in the zoo's registry).
 
 AlexNet, VGG-19 and MobileNetV2 are torchvision's (``weights=None``). MobileNet v1,
 the baseline of SqueezeNext's "1.3x fewer parameters than MobileNet", is not in
 torchvision, so :class:`MobileNetV1` builds it from Howard et al. 2017, Table 1
 (4.2M parameters, 569M mult-adds at 224). torchvision's AlexNet is the
 single-tower variant (61.1M parameters; the Caffe AlexNet of the SqueezeNet
-paper has 61.0M), see docs/analysis.md.
+paper has 61.0M), see docs/analysis.md. :func:`squeezelab.models.resolve_model`
+finds these names next to the zoo's and torchvision's.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
-
-from ..errors import SqueezelabError
-from ..models import create_model
-from ..models.registry import resolve_name
 
 # (output channels, stride) of the 13 depthwise-separable layers, Howard et al. 2017 Table 1.
 _MOBILENET_V1_LAYERS = (
@@ -53,41 +50,35 @@ class MobileNetV1(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def _torchvision(name: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        import torchvision
+def torchvision_model(name: str, **kwargs: Any) -> nn.Module:
+    """torchvision's classification model ``name`` without weights.
 
-        return getattr(torchvision.models, name)(weights=None)
+    torchvision is imported here, not at the top: importing it costs 1.2 s, and only the
+    names outside the zoo need it (docs/architecture.md, rule 2).
+    """
+    import torchvision
+
+    return torchvision.models.get_model(name, weights=None, **kwargs)
+
+
+def torchvision_names() -> list[str]:
+    """torchvision's classification model names (``alexnet``, ``resnet18``, ...)."""
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def _from_torchvision(name: str) -> Callable[..., nn.Module]:
+    def build(**kwargs: Any) -> nn.Module:
+        return torchvision_model(name, **kwargs)
 
     return build
 
 
-#: name -> builder of each baseline (no weights, 1000 classes).
-BASELINES: dict[str, Callable[[], nn.Module]] = {
-    "alexnet": _torchvision("alexnet"),
-    "vgg19": _torchvision("vgg19"),
-    "mobilenet_v2": _torchvision("mobilenet_v2"),
+#: name -> builder of each baseline (no weights, 1000 classes unless ``num_classes=`` says otherwise).
+BASELINES: dict[str, Callable[..., nn.Module]] = {
+    "alexnet": _from_torchvision("alexnet"),
+    "vgg19": _from_torchvision("vgg19"),
+    "mobilenet_v2": _from_torchvision("mobilenet_v2"),
     "mobilenet_v1": MobileNetV1,
 }
-
-
-def build_model(name: str, meta: bool = False) -> nn.Module:
-    """A zoo model (name or paper alias) or a baseline from :data:`BASELINES`.
-
-    ``meta=True`` builds on PyTorch's meta device: shapes only, no memory and no
-    initialisation, enough for parameter and MAC counts of large baselines.
-    """
-    key = name.strip().lower()
-    if key in BASELINES:
-        if meta:
-            with torch.device("meta"):
-                model = BASELINES[key]()
-        else:
-            model = BASELINES[key]()
-        model.model_name = key  # type: ignore[assignment]
-        return model
-    try:
-        resolve_name(name)
-    except SqueezelabError as exc:
-        raise SqueezelabError(f"{exc}, or use a baseline: {', '.join(BASELINES)}") from None
-    return create_model(name)
