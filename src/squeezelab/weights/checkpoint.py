@@ -29,7 +29,7 @@ from torch import nn
 from ..data.preprocess import Preprocess
 from ..errors import SqueezelabError
 from ..io import PathLike, atomic_path
-from ..models import get_model_entry
+from ..models import resolve_model
 
 FORMAT = "squeezelab-checkpoint/1"
 #: The input side of an untrained ``small_input=True`` model: CIFAR-10's 32 px, what that stem is for.
@@ -66,7 +66,7 @@ class CheckpointMeta:
         (:data:`SMALL_INPUT_SIZE` with ``small_input``)."""
         if self.preprocess is not None:
             return self.preprocess.crop
-        return SMALL_INPUT_SIZE if self.small_input else get_model_entry(self.architecture).input_size
+        return SMALL_INPUT_SIZE if self.small_input else resolve_model(self.architecture).input_size
 
     def require_preprocess(self, purpose: str) -> Preprocess:
         """The preprocessing, or a one-line error saying that ``purpose`` needs it."""

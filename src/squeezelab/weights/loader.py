@@ -30,8 +30,7 @@ from ..data.preprocess import CAFFE
 from ..errors import SqueezelabError
 from ..extras import require
 from ..io import PathLike, sha256_file
-from ..models import create_model as create_architecture
-from ..models import resolve_name
+from ..models import resolve_model, resolve_name
 from .checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 from .caffe import load_caffemodel
 from .formats import NCNN_FP16_TAG, NCNN_MAGIC, check_finite, looks_like_deep_compression, read_deep_compression, \
@@ -205,8 +204,8 @@ def load_weights(spec: str | PathLike) -> tuple[dict[str, torch.Tensor], Checkpo
 
 def check_architecture(meta: CheckpointMeta, model: Optional[str], weights: str | PathLike) -> None:
     """A one-line error if ``model`` is given and is not the weights' architecture."""
-    if model is not None and resolve_name(model) != resolve_name(meta.architecture):
-        raise SqueezelabError(f"weights {weights} are for {meta.architecture}, not {resolve_name(model)}; use model "
+    if model is not None and resolve_model(model).name != resolve_name(meta.architecture):
+        raise SqueezelabError(f"weights {weights} are for {meta.architecture}, not {resolve_model(model).name}; use model "
                               f"{meta.architecture} or other weights")
 
 
@@ -231,15 +230,19 @@ def model_from_state(state: Mapping[str, torch.Tensor], cfg: CheckpointMeta, *, 
     (compression, fine-tuning) rebuild their models with it. ``overrides`` are architecture keywords
     (e.g. ``dropout``), recorded in the config's ``model_kwargs``; ``what`` names the weights in errors.
     """
-    kwargs = {**cfg.model_kwargs, **overrides}
-    with torch.device("meta"):  # no random initialisation: the loaded tensors are assigned
-        net = create_architecture(cfg.architecture, num_classes=cfg.num_classes, in_chans=cfg.in_chans, **kwargs)
-    net = _state_into(net, state, what, f"{cfg.architecture} {kwargs or ''}".strip())
+    cfg = replace(cfg, model_kwargs={**cfg.model_kwargs, **overrides})
+    net = _state_into(architecture_of(cfg, meta=True), state, what,  # meta: no random init, tensors are assigned
+                      f"{cfg.architecture} {cfg.model_kwargs or ''}".strip())
     if any(t.is_meta for t in (*net.parameters(), *net.buffers())):  # a buffer the state dict does not hold
-        net = _state_into(create_architecture(cfg.architecture, num_classes=cfg.num_classes, in_chans=cfg.in_chans,
-                                              **kwargs), state, what, cfg.architecture)
-    net.pretrained_cfg = replace(cfg, model_kwargs=kwargs)
+        net = _state_into(architecture_of(cfg), state, what, cfg.architecture)
+    net.pretrained_cfg = cfg
     return net.eval()
+
+
+def architecture_of(cfg: CheckpointMeta, meta: bool = False) -> nn.Module:
+    """The untrained model ``cfg`` describes, built through the one name resolver (:func:`resolve_model`)."""
+    channels = {} if cfg.in_chans == 3 else {"in_chans": cfg.in_chans}  # torchvision's models take no in_chans
+    return resolve_model(cfg.architecture, num_classes=cfg.num_classes, **channels, **cfg.model_kwargs).build(meta)
 
 
 def _is_weights_spec(spec: str | PathLike) -> bool:
@@ -258,7 +261,9 @@ def build_model(spec: str | PathLike, num_classes: Optional[int] = None, *, arch
     Args:
         spec: a registered weights name (``"squeezenet1_1.caffe"``, see :func:`list_weights`), a path to
             any supported weights file (``docs/weights.md``), or an architecture name or alias
-            (``"squeezenet1_1"``: random initialisation, ``preprocess`` None). A path that exists wins.
+            or model spec for :func:`~squeezelab.models.resolve_model` (``"squeezenet1_1"``,
+            ``"sqnxt23v5_w1:width=1.5"``, ``"resnet18"``: random initialisation, ``preprocess`` None).
+            A path that exists wins.
         num_classes: classifier outputs; for weights of another class count the classifier is replaced by a
             fresh one (and the config's ``categories`` dropped). Default: the weights' own (1000 for a bare
             architecture).
@@ -270,18 +275,18 @@ def build_model(spec: str | PathLike, num_classes: Optional[int] = None, *, arch
     module (:func:`squeezelab.export.load_onnx`) with its stored config.
     """
     if not _is_weights_spec(spec):
-        try:
-            name = resolve_name(str(spec))
-        except SqueezelabError:
-            raise SqueezelabError(f"{spec!r} is neither a weights file, registered weights ({', '.join(sorted(WEIGHTS))}) "
-                                  f"nor a model name; run 'squeezelab list' for the models") from None
-        if architecture is not None and resolve_name(architecture) != name:
-            raise SqueezelabError(f"model {spec!r} is not {resolve_name(architecture)}")
         kwargs = {k: v for k, v in overrides.items() if k != "in_chans"}
-        in_chans = int(overrides.get("in_chans", 3))
-        classes = 1000 if num_classes is None else num_classes
-        net = create_architecture(name, num_classes=classes, in_chans=in_chans, **kwargs)
-        net.pretrained_cfg = CheckpointMeta(name, classes, in_chans, model_kwargs=kwargs)
+        try:
+            model_spec = resolve_model(str(spec), **kwargs)
+        except SqueezelabError as exc:
+            raise SqueezelabError(f"{spec!r} is neither a weights file nor registered weights "
+                                  f"({', '.join(sorted(WEIGHTS))}), and as a model name: {exc}") from None
+        if architecture is not None and resolve_model(architecture).name != model_spec.name:
+            raise SqueezelabError(f"model {spec!r} is not {resolve_model(architecture).name}")
+        cfg = CheckpointMeta(model_spec.name, 1000 if num_classes is None else num_classes,
+                             int(overrides.get("in_chans", 3)), model_kwargs=model_spec.model_kwargs)
+        net = architecture_of(cfg)
+        net.pretrained_cfg = cfg
         return net
     runner = _runnable_loader(spec)
     if runner is not None:
