@@ -351,6 +351,36 @@ def test_compress_cli_calibration_finetune_and_fidelity(tmp_path, skimage_photo_
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_compress_calibrates_by_default_and_says_why_not(tmp_path, capsys):
+    """No ``--calibration``: the scikit-image photos calibrate (one-line note), and the 4-bit codebooks fit the
+    parent's outputs on those photos better than ``--calibration none``; weights without preprocessing get a note
+    and no calibration."""
+    from squeezelab.compress.fidelity import pil_images
+    from squeezelab.compress.measure import skimage_photos
+    from squeezelab.weights.checkpoint import save_checkpoint
+
+    path = _tiny_checkpoint(tmp_path)
+    args = ["compress", "squeezenet1_1", "--weights", str(path), "--bits", "4", "--density", "0.5"]
+    assert main([*args, "-o", str(tmp_path / "default.sqz")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "calibrated on the 6 scikit-image photos (--calibration DIR for your own images)"
+    assert "least-squares calibration on 6 images" in out
+    assert main([*args, "-o", str(tmp_path / "none.sqz"), "--calibration", "none"]) == 0
+    assert "calibration on" not in capsys.readouterr().out
+    parent = build_model(path)
+    x = pil_images(skimage_photos(), parent.pretrained_cfg.preprocess).tensors()
+    with torch.no_grad():
+        errors = {name: float((build_model(tmp_path / f"{name}.sqz")(x) - parent(x)).pow(2).mean())
+                  for name in ("default", "none")}
+    assert errors["default"] < errors["none"], errors
+    state, meta = _small_model()
+    meta.preprocess = None
+    save_checkpoint(tmp_path / "raw.safetensors", state, meta)
+    assert main([*args, "--weights", str(tmp_path / "raw.safetensors"), "-o", str(tmp_path / "raw.sqz")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("no calibration: ") and "calibration on" not in out
+
+
 def test_compress_cli_finetunes_on_cifar10_training_images(tmp_path, cifar10_zips, capsys):
     """``--finetune cifar10:DIR`` distils on the training zip's images (evenly spaced), never the test zip's."""
     import json
