@@ -219,40 +219,25 @@ def _columns(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return cols.transpose(0, 1).reshape(cols.shape[1], -1)
 
 
-class _Reached(Exception):
-    """Raised by a hook to end a forward pass once the layer of interest has been seen."""
+def _input_moments(model: nn.Module, convs: Mapping[str, nn.Conv2d], images: torch.Tensor
+                   ) -> dict[str, torch.Tensor]:
+    """``X X^T`` (float64) of each convolution's unfolded inputs over ``images``: one forward pass for all."""
+    moments: dict[str, torch.Tensor] = {}
 
+    def hook(name: str, conv: nn.Conv2d) -> Callable[[nn.Module, tuple], None]:
+        def record(_module: nn.Module, args: tuple) -> None:
+            cols = _columns(conv, args[0]).double()
+            moments[name] = moments[name] + cols @ cols.t() if name in moments else cols @ cols.t()
+        return record
 
-def _up_to(model: nn.Module, module: nn.Module, images: torch.Tensor,
-           statistic: Callable[[torch.Tensor], torch.Tensor], output: bool = False) -> torch.Tensor:
-    """The sum over ``images`` of ``statistic(tensor)`` for ``module``'s input (or ``output``), each forward
-    pass stopped right there."""
-    total: list[torch.Tensor] = []
-
-    def record(_module: nn.Module, args: tuple, result: torch.Tensor | None = None) -> None:
-        total.append(statistic(result if output else args[0]))
-        raise _Reached
-
-    handle = module.register_forward_hook(record) if output else module.register_forward_pre_hook(record)
+    handles = [conv.register_forward_pre_hook(hook(name, conv)) for name, conv in convs.items()]
     try:
         for chunk in _chunks(images):
-            try:
-                model(chunk)
-            except _Reached:
-                pass
+            model(chunk)
     finally:
-        handle.remove()
-    return torch.stack(total).sum(dim=0)
-
-
-def _input_moment(model: nn.Module, conv: nn.Conv2d, images: torch.Tensor) -> torch.Tensor:
-    """``X X^T`` of ``conv``'s unfolded inputs over ``images`` (float64)."""
-
-    def moment(x: torch.Tensor) -> torch.Tensor:
-        cols = _columns(conv, x).double()
-        return cols @ cols.t()
-
-    return _up_to(model, conv, images, moment)
+        for handle in handles:
+            handle.remove()
+    return moments
 
 
 def round_rows(weight: torch.Tensor, moment: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -281,24 +266,56 @@ def round_rows(weight: torch.Tensor, moment: torch.Tensor, scale: torch.Tensor) 
 def round_weights(graph_module: fx.GraphModule, images: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Output-error rounding of every convolution (module docstring, step 2), on fp32 inputs; the weights of
     ``graph_module`` become the dequantized codes. Returns {conv name: (int8 codes, per-channel scales)}."""
+    convs = {name: conv for name, conv in graph_module.named_modules()
+             if isinstance(conv, nn.Conv2d) and conv.groups == 1}
+    moments = _input_moments(graph_module, convs, images)  # all on the fp32 inputs, before any rounding
     rounded = {}
-    reference = copy.deepcopy(graph_module)
-    convs = dict(reference.named_modules())
-    for name, conv in graph_module.named_modules():
-        if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
-            continue
+    for name, conv in convs.items():
         scale = weight_scales(conv.weight)
-        codes = round_rows(conv.weight, _input_moment(reference, convs[name], images), scale)  # type: ignore[arg-type]
+        codes = round_rows(conv.weight, moments[name], scale)
         conv.weight.copy_(codes.float() * scale[:, None, None, None])
         rounded[name] = (codes, scale)
     return rounded
 
 
-def _mean_output(model: nn.Module, conv: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Per-channel mean of ``conv``'s output over ``images`` and positions (float64)."""
-    sums = _up_to(model, conv, images, lambda y: torch.cat([y.double().sum(dim=(0, 2, 3)),
-                                                             torch.tensor([y.numel() / y.shape[1]])]), output=True)
-    return sums[:-1] / sums[-1]
+def _mean_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-channel mean (float64) of every biased convolution's output over ``images`` and positions."""
+    sums: dict[str, torch.Tensor] = {}
+    convs = {name: conv for name, conv in model.named_modules() if isinstance(conv, nn.Conv2d) and conv.bias is not None}
+
+    def hook(name: str) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
+        def record(_module: nn.Module, _args: tuple, y: torch.Tensor) -> None:
+            total = torch.cat([y.double().sum(dim=(0, 2, 3)), torch.tensor([y.numel() / y.shape[1]])])
+            sums[name] = sums[name] + total if name in sums else total
+        return record
+
+    handles = [conv.register_forward_hook(hook(name)) for name, conv in convs.items()]
+    try:
+        for chunk in _chunks(images):
+            model(chunk)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: total[:-1] / total[-1] for name, total in sums.items()}
+
+
+class _BiasCorrecting(fx.Interpreter):
+    """Runs the quantized simulation once, on all images at a time, correcting each convolution's bias (in
+    forward order) so its mean output matches ``targets`` before the layers after it see that output."""
+
+    def __init__(self, simulated: fx.GraphModule, targets: Mapping[str, torch.Tensor]) -> None:
+        super().__init__(simulated)
+        self.targets, self.corrected = targets, {}
+
+    def run_node(self, node: fx.Node):  # noqa: ANN201 - fx's signature
+        out = super().run_node(node)
+        if node.op == "call_module" and str(node.target) in self.targets:
+            conv = self.module.get_submodule(str(node.target))
+            shift = (out.double().mean(dim=(0, 2, 3)) - self.targets[str(node.target)]).to(out.dtype)
+            conv.bias.sub_(shift)
+            self.corrected[str(node.target)] = conv.bias.detach().clone()
+            out = out - shift[None, :, None, None]  # the output with the corrected bias (linear in the bias)
+        return out
 
 
 @torch.no_grad()
@@ -306,13 +323,8 @@ def correct_biases(simulated: fx.GraphModule, reference: fx.GraphModule, images:
                    ) -> dict[str, torch.Tensor]:
     """Empirical bias correction (module docstring, step 3), in forward order, of the convolutions of
     ``simulated`` (the quantized simulation) against ``reference`` (the fp32 graph it was made from), in
-    place; returns {conv name: corrected bias}."""
-    references = dict(reference.named_modules())
-    corrected = {}
-    for name, conv in simulated.named_modules():
-        if not isinstance(conv, nn.Conv2d) or conv.bias is None:
-            continue
-        shift = _mean_output(simulated, conv, images) - _mean_output(reference, references[name], images)
-        conv.bias.sub_(shift.to(conv.bias.dtype))
-        corrected[name] = conv.bias.detach().clone()
-    return corrected
+    place; returns {conv name: corrected bias}. One pass of each: the reference's means first, then the
+    simulation on all ``images`` at once, each layer corrected before the next one runs."""
+    correcting = _BiasCorrecting(simulated, _mean_outputs(reference, images))
+    correcting.run(images)
+    return correcting.corrected
