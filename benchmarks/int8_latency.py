@@ -11,8 +11,10 @@ fp32 ONNX model and one INT8 model per recipe of ``squeezelab.compress.int8.quan
 - ``default``: activation equalisation + output-error rounding + bias correction (``compress/ptq.py``);
 - with ``--ablations`` also each of the three steps alone.
 
-Calibration (64 images, never evaluated): ImageNet weights the 6 scikit-image photos + 58 CIFAR-10
-*train* images, CIFAR-10 weights 64 CIFAR-10 *train* images. Evaluation, on the weights' own data:
+Calibration (64 images, never evaluated): ImageNet weights the 9 photos (6 scikit-image + shared/data/images/
+photos) and random crops of them (``--calibration photos``, :func:`squeezelab.compress.measure.photo_crops`) or
+the 6 scikit-image photos + 58 CIFAR-10 *train* images (``--calibration mix``), CIFAR-10 weights 64 CIFAR-10
+*train* images. Evaluation, on the weights' own data:
 ImageNet weights top-1 on the 100 labelled ImageNet samples, plus top-1 agreement and mean KL with fp32
 on those and ``--limit`` CIFAR-10 *test* images upscaled by the weights' preprocessing (unlabeled for
 them); CIFAR-10 weights top-1, agreement and KL on ``--limit`` CIFAR-10 test images (default all
@@ -32,7 +34,8 @@ import torch
 
 from squeezelab.compress.fidelity import ImageBatches, cifar10_images, collect_logits, compare, folder_images
 from squeezelab.compress.int8 import EQUALIZE_ALPHA, quantize_int8
-from squeezelab.compress.measure import skimage_photos
+from squeezelab.compress.measure import photo_crops, skimage_photos
+from squeezelab.data.preprocess import image_files, read_image
 from squeezelab.export.onnx import export_onnx
 from squeezelab.export.runtime import OnnxRuntimeModule
 from squeezelab.export.timing import OtherLoad, interleaved, machine_info, rounds_for
@@ -55,13 +58,18 @@ ABLATIONS = {
 }
 
 
-def own_data(weights: str, model: torch.nn.Module, data: Path, limit: int | None) -> tuple[list, ImageBatches, str]:
+def own_data(weights: str, model: torch.nn.Module, data: Path, limit: int | None, calibration_kind: str
+             ) -> tuple[list, ImageBatches, str]:
     """(calibration images, evaluation images, description) for the weights' own kind of data."""
     cfg = model.pretrained_cfg
     cifar_weights = get_weights_entry(weights).dataset == "cifar10"
-    photos = [] if cifar_weights else skimage_photos()
-    calibration = photos + [read() for read in cifar10_images(
-        cfg.preprocess, data_dir=data, split="train", limit=CALIBRATION_IMAGES - len(photos)).readers]
+    if cifar_weights or calibration_kind == "mix":
+        photos = [] if cifar_weights else skimage_photos()
+        calibration = photos + [read() for read in cifar10_images(
+            cfg.preprocess, data_dir=data, split="train", limit=CALIBRATION_IMAGES - len(photos)).readers]
+    else:
+        photos = skimage_photos() + [read_image(p) for p in image_files(data / "images" / "photos")]
+        calibration = photo_crops(photos, CALIBRATION_IMAGES)
     test = cifar10_images(cfg.preprocess, data_dir=data, limit=limit, batch_size=50, labelled=cifar_weights)
     if cifar_weights:
         return calibration, test, f"CIFAR-10 test ({len(test)}, labelled)"
@@ -79,7 +87,7 @@ def timed(variants: dict[str, OnnxRuntimeModule], x: torch.Tensor, runs: int) ->
 def bench(weights: str, args: argparse.Namespace) -> dict:
     model = build_model(weights)
     cfg = model.pretrained_cfg
-    calibration, images, described = own_data(weights, model, Path(args.data), args.limit)
+    calibration, images, described = own_data(weights, model, Path(args.data), args.limit, args.calibration)
     recipes = {**RECIPES, **(ABLATIONS if args.ablations else {})}
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,6 +138,9 @@ def main() -> None:
                         default=["squeezenet1_1.torchvision", "squeezenet1_1.caffe", "squeezenet1_1.cifar10"])
     parser.add_argument("--data", default=str(SHARED), help="folder with the CIFAR-10 zips and images/")
     parser.add_argument("--limit", type=int, help="CIFAR-10 test images evaluated (default all 10,000)")
+    parser.add_argument("--calibration", choices=("photos", "mix"), default="photos", help="ImageNet weights: "
+                        "crops of the 9 photos (scikit-image + shared/data/images/photos, default) or the 6 "
+                        "scikit-image photos + 58 CIFAR-10 train images (mix)")
     parser.add_argument("--ablations", action="store_true", help="also each step of the default recipe alone")
     parser.add_argument("--no-fidelity", dest="fidelity", action="store_false", help="time only")
     parser.add_argument("--threads", type=int, default=2)
@@ -146,6 +157,7 @@ def main() -> None:
         print(f"{record['weights']}: {record['evaluation']}; other processes kept "
               + ", ".join(f"{v:.2f} cores busy during {k}" for k, v in record["other_load_cores"].items()))
     payload = {"machine": machine_info(), "threads": args.threads, "spinning": True, "limit": args.limit,
+               "imagenet_calibration": args.calibration,
                "records": records}
     atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.json}")

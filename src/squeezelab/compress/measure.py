@@ -57,6 +57,28 @@ def skimage_photos() -> list[Image.Image]:
     return [Image.fromarray(a) for a in arrays]
 
 
+def photo_crops(photos: list[Image.Image], count: int = 64, seed: int = 0) -> list[Image.Image]:
+    """``count`` calibration images from a few photos: the photos, then random crops of them (35-100% of each
+    side, every other one mirrored), cycling through the photos.
+
+    For ImageNet weights, photos like the deployment data calibrate INT8 far better than more images of
+    another kind: squeezenet1_1.caffe's mean KL to fp32 on the 100 ImageNet samples is 0.023 calibrated on
+    crops of 9 photos against 0.117 on 6 photos + 58 upscaled CIFAR-10 images (docs/compression.md).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    crops = []
+    for index in range(max(0, count - len(photos))):
+        image = photos[index % len(photos)]
+        width, height = image.size
+        side = float(torch.empty(1).uniform_(0.35, 1.0, generator=generator))
+        crop_w, crop_h = int(width * side), int(height * side)
+        left = int(torch.randint(0, width - crop_w + 1, (1,), generator=generator))
+        top = int(torch.randint(0, height - crop_h + 1, (1,), generator=generator))
+        crop = image.crop((left, top, left + crop_w, top + crop_h))
+        crops.append(crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if index % 2 else crop)
+    return (list(photos) + crops)[:count]
+
+
 def default_calibration(meta: CheckpointMeta) -> tuple[list[Image.Image], str]:
     """The calibration images to use when none are named: scikit-image's photos, or none and why.
 
