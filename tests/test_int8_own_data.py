@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 import squeezelab
@@ -72,6 +71,6 @@ def test_int8_caffe_weights_with_their_bgr_preprocessing(tmp_path, imagenet_samp
     samples = folder_images(imagenet_samples, preprocess, batch_size=50)
     logits, labels = collect_logits({"fp32": model, "int8": int8}, samples)
     fidelity = compare(logits["fp32"], logits["int8"], labels)
-    assert fidelity.labelled == 100 and fidelity.top1_parent == 70.0  # shared/data README: 70% with this preprocess
+    assert fidelity.labelled == 100 and fidelity.top1_parent == 70.0  # the registry's samples100_top1 for these weights
     assert fidelity.top1_child >= fidelity.top1_parent - 4.0, fidelity.summary()
     assert fidelity.agreement >= 88.0 and fidelity.mean_kl <= 0.035, fidelity.summary()
