@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -121,6 +121,20 @@ def _chunks(images: torch.Tensor) -> Iterator[torch.Tensor]:
     return (images[i:i + CHUNK] for i in range(0, len(images), CHUNK))
 
 
+def _run_hooked(model: nn.Module, hooks: Iterable[tuple[nn.Module, Callable[..., None]]], images: torch.Tensor,
+                pre: bool = False) -> None:
+    """Run ``model`` on ``images``, :data:`CHUNK` at a time, with each (module, hook) registered as a forward
+    hook (``pre``: a forward pre-hook) for that run only."""
+    handles = [module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook)
+               for module, hook in hooks]
+    try:
+        for chunk in _chunks(images):
+            model(chunk)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 @torch.no_grad()
 def equalize_activations(graph_module: fx.GraphModule, images: torch.Tensor, alpha: float = 0.5,
                          percentile: float = 99.99) -> int:
@@ -137,13 +151,7 @@ def equalize_activations(graph_module: fx.GraphModule, images: torch.Tensor, alp
         keep = torch.randperm(values.shape[1], generator=generator)[:20_000]
         samples[module].append(values[:, keep])  # type: ignore[index]
 
-    handles = [producer.register_forward_hook(record) for producer, _ in pairs]
-    try:
-        for chunk in _chunks(images):
-            graph_module(chunk)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _run_hooked(graph_module, [(producer, record) for producer, _ in pairs], images)
     for producer, consumers in pairs:
         ranges = torch.quantile(torch.cat(samples[producer], dim=1).double(), percentile / 100, dim=1)
         ranges = ranges.clamp_min(1e-8 * float(ranges.max()) + 1e-12)
@@ -230,13 +238,7 @@ def _input_moments(model: nn.Module, convs: Mapping[str, nn.Conv2d], images: tor
             moments[name] = moments[name] + cols @ cols.t() if name in moments else cols @ cols.t()
         return record
 
-    handles = [conv.register_forward_pre_hook(hook(name, conv)) for name, conv in convs.items()]
-    try:
-        for chunk in _chunks(images):
-            model(chunk)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _run_hooked(model, [(conv, hook(name, conv)) for name, conv in convs.items()], images, pre=True)
     return moments
 
 
@@ -289,13 +291,7 @@ def _mean_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Ten
             sums[name] = sums[name] + total if name in sums else total
         return record
 
-    handles = [conv.register_forward_hook(hook(name)) for name, conv in convs.items()]
-    try:
-        for chunk in _chunks(images):
-            model(chunk)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _run_hooked(model, [(conv, hook(name)) for name, conv in convs.items()], images)
     return {name: total[:-1] / total[-1] for name, total in sums.items()}
 
 
