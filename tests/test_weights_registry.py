@@ -18,7 +18,7 @@ from squeezelab.cli.main import main
 from squeezelab.errors import SqueezelabError
 from squeezelab.io import sha256_file
 from squeezelab.weights import CheckpointMeta, build_model, load_weights, read_checkpoint, read_deep_compression, \
-    registry
+    registry, save_checkpoint
 from squeezelab.weights.registry import WEIGHTS, WeightFile, fetch_weights
 
 WEIGHTS_DIR = registry.BUNDLED_DIR
@@ -257,3 +257,25 @@ def test_onnx_file_loads_as_runtime_module(tmp_path):
         torch.testing.assert_close(runtime(x), model(x), rtol=1e-4, atol=1e-5)
     with pytest.raises(SqueezelabError, match="not squeezenet1_0"):
         build_model(path, architecture="squeezenet1_0")
+
+
+def test_build_model_resolves_names_through_the_one_resolver(tmp_path: Path) -> None:
+    """A bare name goes through ``models.resolve_model``: torchvision names build torchvision's model (same
+    parameter shapes), ``NAME:KEY=VALUE`` keywords land in ``pretrained_cfg.model_kwargs`` and survive a
+    checkpoint round trip; no preprocessing is invented for an untrained model."""
+    import torchvision
+
+    resnet = build_model("resnet18", 10)
+    reference = torchvision.models.resnet18(num_classes=10)
+    shapes = {k: v.shape for k, v in resnet.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in reference.state_dict().items()}
+    wide = build_model("sqnxt23v5_w1:width=1.5", 10)
+    cfg = wide.pretrained_cfg
+    assert (cfg.architecture, cfg.num_classes, cfg.model_kwargs) == ("sqnxt23v5_w1", 10, {"width": 1.5})
+    assert cfg.preprocess is None
+    save_checkpoint(tmp_path / "wide.safetensors", wide.state_dict(), cfg)
+    again = build_model(tmp_path / "wide.safetensors")
+    assert again.pretrained_cfg.model_kwargs == {"width": 1.5}
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in wide.state_dict().items())
+    with pytest.raises(SqueezelabError, match="neither a weights file nor registered weights"):
+        build_model("no_such_model")
