@@ -25,9 +25,9 @@ from __future__ import annotations
 import gzip
 import os
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from torchvision import transforms as T
 
 from ..errors import SqueezelabError
 from ..extras import require
+from .fingerprint import arrays_fingerprint, files_fingerprint, zips_fingerprint
 from .preprocess import CIFAR10_MEAN, CIFAR10_STD, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, Preprocess, read_image
 
 #: Label of a sample whose image could not be decoded (``cross_entropy(ignore_index=-1)``).
@@ -192,6 +193,8 @@ class DatasetBundle:
     input_size: int
     preprocess: Preprocess
     source: str
+    #: what the run records of its data (:mod:`squeezelab.data.fingerprint`), checked on ``--resume``
+    fingerprint: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -396,11 +399,25 @@ class DataSource:
     kind: str
     location: str
 
+    def absolute(self) -> str:
+        """The source as a ``--data`` string with its folder made absolute, so it names the same data from
+        any working directory (what a run records)."""
+        if not self.location:
+            return self.kind
+        location = str(Path(self.location).resolve())
+        return location if self.kind == "folder" else f"{self.kind}:{location}"
+
 
 def parse_data_source(source: str) -> DataSource:
-    """``digits``, ``fashion-mnist[:DIR]``, ``cifar10:DIR`` or an image folder (any other string)."""
+    """``digits``, ``fashion-mnist[:DIR]``, ``cifar10:DIR`` or an image folder (any other string).
+
+    ``digits`` is built in: a path after it (``digits:/x``) would be ignored, so it is an error.
+    """
     kind, _, location = str(source).partition(":")
     kind = kind.lower()
+    if kind == "digits" and location:
+        raise SqueezelabError(f"--data {source}: digits is scikit-learn's built-in set and reads no folder; "
+                              f"pass --data digits")
     if kind in ("digits", "fashion-mnist") or (kind == "cifar10" and location):
         return DataSource(kind, location)
     return DataSource("folder", str(source))
@@ -432,6 +449,8 @@ class _LabelledSource:
     in_chans: int
     stats: tuple[tuple[float, ...], tuple[float, ...]]
     default_size: int
+    #: :mod:`squeezelab.data.fingerprint` of everything the source reads (both splits)
+    fingerprint: dict[str, Any]
     recipe: _Recipe = _Recipe()
 
 
@@ -446,14 +465,19 @@ def _digits_source(_: str, val_fraction: float, __: int) -> _LabelledSource:
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     labels = digits.target.astype(np.int64)
     train_idx, val_idx = _stratified_split(labels, val_fraction, seed=0)
+    classes = [str(i) for i in range(10)]
     return _LabelledSource(_array_split(images, labels, train_idx), _array_split(images, labels, val_idx),
-                           [str(i) for i in range(10)], 1, _STATS["digits"], 32, _Recipe(flip=False))
+                           classes, 1, _STATS["digits"], 32, arrays_fingerprint([images, labels], len(labels), classes),
+                           _Recipe(flip=False))
 
 
 def _fashion_mnist_source(directory: str, _: float, __: int) -> _LabelledSource:
     (train_images, train_labels), (test_images, test_labels) = read_fashion_mnist(directory or FASHION_MNIST_DIR)
+    arrays = [train_images, train_labels, test_images, test_labels]
+    fingerprint = arrays_fingerprint(arrays, len(train_labels) + len(test_labels), FASHION_MNIST_CLASSES)
     return _LabelledSource(_array_split(train_images, train_labels), _array_split(test_images, test_labels),
-                           list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32, _Recipe(translate=False))
+                           list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32, fingerprint,
+                           _Recipe(translate=False))
 
 
 def _zip_split(path: Path) -> tuple[_Split, list[str]]:
@@ -466,11 +490,13 @@ def _cifar10_source(directory: str, _: float, __: int) -> _LabelledSource:
     root = Path(directory)
     if not root.is_dir():
         raise SqueezelabError(f"CIFAR-10 directory {root} does not exist")
-    train, classes = _zip_split(root / "cifar10_train_jpeg.zip")
-    val, val_classes = _zip_split(root / "cifar10_test_jpeg.zip")
+    zips = [root / "cifar10_train_jpeg.zip", root / "cifar10_test_jpeg.zip"]
+    train, classes = _zip_split(zips[0])
+    val, val_classes = _zip_split(zips[1])
     if val_classes != classes:
         raise SqueezelabError(f"{root}: train and test zips have different classes")
-    return _LabelledSource(train, val, classes, 3, _STATS["cifar10"], 32)
+    fingerprint = zips_fingerprint(zips, len(train.labels) + len(val.labels), classes)
+    return _LabelledSource(train, val, classes, 3, _STATS["cifar10"], 32, fingerprint)
 
 
 def cifar10_test_set(directory: str | Path, preprocess: Preprocess,
@@ -501,13 +527,15 @@ def _folder_source(location: str, val_fraction: float, seed: int) -> _LabelledSo
                                   f"({len(classes)} vs {len(val_classes)})")
         train = _file_split(train_files, train_labels, np.arange(len(train_labels)))
         val = _file_split(val_files, val_labels, np.arange(len(val_labels)))
+        files = train_files + val_files
     else:
         files, labels, classes = _scan_folder(root)
         train_idx, val_idx = _stratified_split(np.asarray(labels), val_fraction, seed)
         if len(train_idx) == 0 or len(val_idx) == 0:
             raise SqueezelabError(f"{root} has too few images to split off a {val_fraction:.0%} validation set")
         train, val = _file_split(files, labels, train_idx), _file_split(files, labels, val_idx)
-    return _LabelledSource(train, val, classes, 3, (IMAGENET_MEAN, IMAGENET_STD), 224)
+    return _LabelledSource(train, val, classes, 3, (IMAGENET_MEAN, IMAGENET_STD), 224,
+                           files_fingerprint(root, files, classes))
 
 
 #: ``DataSource.kind`` -> its loader ``(location, val_fraction, seed) -> _LabelledSource``.
@@ -566,4 +594,4 @@ def build_datasets(
     val = labelled.val.dataset(val_limit, seed, _Transform(preprocess, None))
     for ds in (train, val):
         ds.in_chans = chans
-    return DatasetBundle(train, val, list(labelled.classes), chans, size, preprocess, source)
+    return DatasetBundle(train, val, list(labelled.classes), chans, size, preprocess, source, labelled.fingerprint)

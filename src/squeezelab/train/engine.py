@@ -44,7 +44,10 @@ from torch.utils.data import DataLoader, Dataset
 from ..compress.prune import apply_masks, load_masks
 from ..cpu import cpu_bf16_fast, keep_freed_memory
 from ..data.batched import BatchedAugment, BatchedEpoch, DecodedImages, Normalizer
-from ..data.datasets import SKIPPED_LABEL, SMALL_INPUT_MAX, DatasetBundle, EpochSampler, PadCropFlip, build_datasets
+from ..data.datasets import (SKIPPED_LABEL, SMALL_INPUT_MAX, DatasetBundle, EpochSampler, PadCropFlip, build_datasets,
+                             parse_data_source)
+from ..data.fingerprint import check_same_data
+from ..data.preprocess import Preprocess
 from ..data.evaluate import EvalResult, evaluate_model
 from ..errors import SqueezelabError
 from ..models import create_model, get_model_entry
@@ -430,8 +433,26 @@ def _state_dict(run: TrainingRun, loop: LoopState) -> dict[str, Any]:
         "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(), "rng": capture_rng(), "epoch": loop.epoch, "step": loop.step,
         "epoch_step": loop.epoch_step, "running": dict(loop.running), "history": loop.history,
-        "best_top1": loop.best_top1, **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
+        "best_top1": loop.best_top1, "data_fingerprint": run.bundle.fingerprint,
+        **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
     }
+
+
+def _build_data(cfg: TrainConfig, resume_state: Optional[dict[str, Any]], in_chans: Optional[int],
+                pretrained: Optional[Preprocess]) -> DatasetBundle:
+    """The run's datasets; on resume, refused unless they are the run's own data (its fingerprint)."""
+    if resume_state is not None:
+        location = parse_data_source(cfg.data).location
+        if location and not Path(location).exists():
+            raise SqueezelabError(f"cannot resume: the run's data {location} does not exist; if it moved, pass "
+                                  f"--data with its new path")
+    bundle = build_datasets(cfg.data, cfg.input_size, in_chans=in_chans, augment=cfg.augment,
+                            val_fraction=cfg.val_fraction, train_limit=cfg.train_limit, val_limit=cfg.val_limit,
+                            seed=cfg.seed if cfg.data_seed is None else cfg.data_seed, pretrained=pretrained)
+    if resume_state is not None:
+        check_same_data(resume_state.get("data_fingerprint"), bundle.fingerprint, cfg.data,
+                        parse_data_source(resume_state["config"]["data"]).absolute())
+    return bundle
 
 
 def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Optional[dict[str, Any]],
@@ -443,10 +464,7 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
     else:
         pretrained = _load_pretrained(cfg)
         in_chans = cfg.in_chans or (pretrained[1].in_chans if pretrained else None)
-    bundle = build_datasets(cfg.data, cfg.input_size, in_chans=in_chans, augment=cfg.augment,
-                            val_fraction=cfg.val_fraction, train_limit=cfg.train_limit, val_limit=cfg.val_limit,
-                            seed=cfg.seed if cfg.data_seed is None else cfg.data_seed,
-                            pretrained=pretrained[1].preprocess if pretrained else None)
+    bundle = _build_data(cfg, resume_state, in_chans, pretrained[1].preprocess if pretrained else None)
     if resume_state is not None:
         if int(resume_state["num_classes"]) != bundle.num_classes:
             raise SqueezelabError(f"cannot resume: the run had {resume_state['num_classes']} classes, "
@@ -708,7 +726,7 @@ def _drive(cfg: TrainConfig, explicit: set[str]) -> TrainResult:
     planned = cfg.epochs
     if resume_state is not None:
         cfg, planned = resume_config(cfg, resume_state["config"], explicit)
-    cfg = cfg.with_recipe()
+    cfg = replace(cfg.with_recipe(), data=parse_data_source(cfg.data).absolute())  # the run records where
     validate_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
