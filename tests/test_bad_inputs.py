@@ -49,6 +49,22 @@ def crafted_sqz(header: object) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+def idx_bytes(dims: list[int], payload: bytes) -> bytes:
+    """An IDX uint8 file (LeCun's MNIST format) with the header ``dims`` (true or not) and ``payload``."""
+    return bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + payload
+
+
+def fashion_mnist_files(folder: Path, labels: list[int], image_dims: list[int] | None = None) -> None:
+    """The four Fashion-MNIST IDX files of 28x28 zero images with ``labels`` (a lying image header if given)."""
+    folder.mkdir()
+    n = len(labels)
+    for split in ("train", "t10k"):
+        dims = image_dims or [n, 28, 28]
+        payload = b"" if image_dims else bytes(n * 28 * 28)
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(dims, payload))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes([n], bytes(labels)))
+
+
 def tiny_onnx(path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper
@@ -80,6 +96,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.fromarray(rgb).save(d / folder / name)
     (d / "bombdata/b").mkdir()
     (d / "bombdata/b/bomb.png").write_bytes(bomb_png())
+    for name in ("a", "b"):
+        (d / "unreadable" / name).mkdir(parents=True)
+        for i in range(5):
+            (d / "unreadable" / name / f"{i}.png").write_bytes(b"not a PNG\n")
+    fashion_mnist_files(d / "fmnist_badlabel", [3, 200, 1, 0])  # label 200 of 10 classes
+    fashion_mnist_files(d / "fmnist_overflow", [0, 1], image_dims=[2 ** 31, 2 ** 31, 4])  # 2**64: wraps in int64
     (d / "dir").mkdir()
     (d / "dir.md").mkdir()
     (d / "w.xml").write_text("<?xml version='1.0'?>\n<net name='x'><layers/></net>\n")
@@ -163,6 +185,7 @@ CASES = [
      "too large to decode"),
     ("eval squeezenet1_1 " + W + " --data {d}/missing", "does not exist"),
     ("eval squeezenet1_1 " + W + " --data cifar10:{d}/missing", "cifar10_test_jpeg.zip not found"),
+    ("eval squeezenet1_1 " + W + " --data {d}/unreadable --workers 0 --no-progress", "cannot read image"),
     ("eval squeezenet1_1 --weights {d}/nan.safetensors --data {d}/data --json {d}/r.json", "NaN"),
     # simulate
     ("simulate sqnxt23_w1 --input-size 0", "--input-size"),
@@ -180,6 +203,14 @@ CASES = [
     ("train squeezenet1_1 --in-chans 2", "--in-chans"),
     ("train squeezenet1_1 --model-kwargs [1]", "--model-kwargs"),
     ("train squeezenet1_1 --data-seed -1", "--data-seed"),
+    # train: data (tests/test_data_fingerprint.py and tests/test_data_integrity.py have more)
+    ("train squeezenet1_1 --data digits:{d}/data -o {d}/run", "digits is scikit-learn's built-in set"),
+    ("train squeezenet1_1 --data fashion-mnist:{d}/fmnist_badlabel -o {d}/run", "label 200 (image 1) is outside 0..9"),
+    ("train squeezenet1_1 --data fashion-mnist:{d}/fmnist_overflow -o {d}/run", "does not match its IDX header"),
+    ("train squeezenet1_1 --data {d}/unreadable --input-size 8 --epochs 1 --threads 1 --no-progress -o {d}/run",
+     "none of the 8 training images"),
+    ("train squeezenet1_1 --data {d}/unreadable --input-size 8 --epochs 1 --threads 1 --no-progress "
+     "--data-loader batched -o {d}/run", "none of the 8 training images"),
     # sweep (more in tests/test_sweep.py)
     ("sweep --seeds 0 0 -o {d}/sweep", "seeds repeat"),
     ("sweep --experiments fire -o {d}/sweep", "fire"),

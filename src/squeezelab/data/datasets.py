@@ -23,6 +23,7 @@ label :data:`SKIPPED_LABEL` (-1); the training loop ignores and counts it.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,8 @@ from .preprocess import CIFAR10_MEAN, CIFAR10_STD, IMAGE_EXTENSIONS, IMAGENET_ME
 
 #: Label of a sample whose image could not be decoded (``cross_entropy(ignore_index=-1)``).
 SKIPPED_LABEL = -1
+#: A share of unreadable images above this draws a warning (none readable is an error: :func:`check_readable`).
+SKIPPED_WARN_SHARE = 0.05
 #: Inputs at or below this side use the CIFAR-style recipe (pad-and-crop, squash resize).
 SMALL_INPUT_MAX = 64
 #: Zip members up to this many pixels are decoded once and kept in memory (:class:`_ZipReader`).
@@ -224,6 +227,19 @@ class EpochSampler(torch.utils.data.Sampler):
         return max(0, len(self.inner) - self.start)
 
 
+def check_readable(readable: int, skipped: int, what: str, source: str) -> Optional[str]:
+    """Refuse a split with no readable image (one line); a warning when more than :data:`SKIPPED_WARN_SHARE`
+    of its images could not be decoded, else None. ``what`` names the split (``training images``)."""
+    total = readable + skipped
+    if readable == 0:
+        raise SqueezelabError(f"none of the {total} {what} of {source} could be read (every file failed to decode); "
+                              f"replace or remove the damaged files")
+    if skipped > SKIPPED_WARN_SHARE * total:
+        return (f"{skipped} of the {total} {what} of {source} ({100.0 * skipped / total:.0f}%) could not "
+                f"be read and were skipped; replace or remove the damaged files")
+    return None
+
+
 class _ArrayReader:
     """Grey uint8 images (N, H, W) in memory -> PIL images."""
 
@@ -286,12 +302,15 @@ def _read_idx(path: Path) -> np.ndarray:
         raise SqueezelabError(f"cannot read {path}: {exc}") from None
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise SqueezelabError(f"{path} is not an IDX uint8 file (bad magic number)")
-    ndim = data[3]
+    ndim, header = data[3], 4 + 4 * data[3]
+    if ndim == 0 or len(data) < header:
+        raise SqueezelabError(f"{path} has a damaged IDX header ({ndim} dimensions in {len(data)} bytes)")
     dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    expected = 4 + 4 * ndim + int(np.prod(dims))
+    expected = header + math.prod(dims)  # Python integers: a header claiming 2**64 values cannot wrap around
     if len(data) != expected:
-        raise SqueezelabError(f"{path} is truncated: {len(data)} bytes, expected {expected}")
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+        raise SqueezelabError(f"{path} does not match its IDX header: {len(data)} bytes, the header's dimensions "
+                              f"{'x'.join(map(str, dims))} need {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def read_fashion_mnist(directory: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -313,6 +332,11 @@ def read_fashion_mnist(directory: str) -> tuple[tuple[np.ndarray, np.ndarray], t
         labels = _read_idx(find(f"{split}-labels-idx1-ubyte"))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise SqueezelabError(f"{root}: {split} images {images.shape} and labels {labels.shape} do not match")
+        bad = np.flatnonzero(labels >= len(FASHION_MNIST_CLASSES))
+        if len(bad):
+            raise SqueezelabError(f"{root}: {split} label {labels[bad[0]]} (image {bad[0]}) is outside "
+                                  f"0..{len(FASHION_MNIST_CLASSES) - 1}, Fashion-MNIST's classes; the labels file is "
+                                  f"damaged ({len(bad)} such labels)")
         parts.append((images, labels.astype(np.int64)))
     return parts[0], parts[1]
 
@@ -338,8 +362,7 @@ class _ZipReader:
             self._zip = zipfile.ZipFile(self.path)
             self._pid = os.getpid()
         with self._zip.open(self.members[index]) as handle:
-            image = Image.open(handle)
-            image.load()
+            image = read_image(handle, name=f"{self.path}:{self.members[index]}")
         if image.width * image.height <= CACHE_MAX_PIXELS:
             self._cache[index] = image
         return image

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -45,7 +46,7 @@ from ..compress.prune import apply_masks, load_masks
 from ..cpu import cpu_bf16_fast, keep_freed_memory
 from ..data.batched import BatchedAugment, BatchedEpoch, DecodedImages, Normalizer
 from ..data.datasets import (SKIPPED_LABEL, SMALL_INPUT_MAX, DatasetBundle, EpochSampler, PadCropFlip, build_datasets,
-                             parse_data_source)
+                             check_readable, parse_data_source)
 from ..data.fingerprint import check_same_data
 from ..data.preprocess import Preprocess
 from ..data.evaluate import EvalResult, evaluate_model
@@ -317,6 +318,12 @@ def _log(ddp: _Dist, message: str) -> None:
         print(message, flush=True)
 
 
+def _warn(ddp: _Dist, warning: Optional[str]) -> None:
+    """``squeezelab: warning: ...`` on stderr (as the CLI warns), on the main process, if there is a warning."""
+    if warning and ddp.is_main:
+        print(f"squeezelab: warning: {warning}", file=sys.stderr, flush=True)
+
+
 def _freeze_features(model: nn.Module) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
@@ -539,6 +546,8 @@ def _setup_batched_data(run: TrainingRun) -> None:
                               f"{bundle.source} trains at {bundle.input_size} px, so use --data-loader samples")
     run.normalize = Normalizer(bundle.preprocess)
     run.decoded = DecodedImages.from_dataset(bundle.train, bundle.input_size, bundle.in_chans)
+    skipped = int((run.decoded.labels == SKIPPED_LABEL).sum())
+    _warn(run.ddp, check_readable(len(bundle.train) - skipped, skipped, "training images", bundle.source))
     if augment is not None:
         flip = "none" if not augment.flip else ("derandomized" if cfg.derandomized_flips else "random")
         run.augment = BatchedAugment(bundle.input_size, translate=augment.padding > 0, flip=flip,
@@ -651,6 +660,11 @@ def _finish_epoch(run: TrainingRun, loop: LoopState, saver: CheckpointSaver) -> 
                         dtype=torch.float64)
     if ddp.enabled:
         dist.all_reduce(sums)
+    # No readable image is an error before anything is saved; a large unreadable share is said once, in the
+    # run's first epoch and first evaluation (the epoch lines count the skipped images).
+    warning = check_readable(int(sums[2].item()), int(sums[3].item()), "training images", run.bundle.source)
+    if not loop.history:
+        _warn(ddp, warning)
     count = max(sums[2].item(), 1.0)
     row: dict[str, Any] = {
         "epoch": loop.epoch + 1, "train_loss": sums[0].item() / count, "train_top1": 100.0 * sums[1].item() / count,
@@ -669,6 +683,9 @@ def _finish_epoch(run: TrainingRun, loop: LoopState, saver: CheckpointSaver) -> 
         val = evaluate_model(evaluated, run.bundle.val, batch_size=max(cfg.batch_size, 256), device=run.device,
                              workers=run.workers, channels_last=cfg.channels_last, rank=ddp.rank,
                              world_size=ddp.world_size)
+        warning = check_readable(val.count, val.skipped, "validation images", run.bundle.source)
+        if all(row["val_top1"] is None for row in loop.history):
+            _warn(ddp, warning)
         row.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5,
                    skipped_images=row["skipped_images"] + val.skipped, eval_seconds=time.perf_counter() - tic)
         improved = val.top1 > loop.best_top1
