@@ -108,3 +108,29 @@ def test_a_large_unreadable_share_is_one_warning(tmp_path: Path, capsys: pytest.
     warnings = [line for line in captured.err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "2 of the 16 training images" in warnings[0] and "(12%)" in warnings[0], warnings
     assert captured.out.count("2 unreadable images skipped") == 2
+
+
+def test_one_image_rule_for_folders_and_zips(tmp_path: Path) -> None:
+    """Hidden files (macOS ``._x.png`` resource forks, ``__MACOSX/`` copies) are not images anywhere: training
+    neither counts them as unreadable images nor warns."""
+    for name in ("a", "b"):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        for i in range(2):
+            (tmp_path / "folder" / name / f"{i}.png").write_bytes(_tagged(1))
+        (tmp_path / "folder" / name / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    bundle = build_datasets(str(tmp_path / "folder"), 32, augment=False, val_fraction=0.5)
+    assert len(bundle.train) + len(bundle.val) == 4 and bundle.fingerprint["images"] == 4
+    with zipfile.ZipFile(tmp_path / "cifar10_test_jpeg.zip", "w") as archive:
+        for name in ("cat", "dog"):
+            archive.writestr(f"test/{name}/0.png", _tagged(1))
+            archive.writestr(f"__MACOSX/test/{name}/._0.png", b"\x00\x05\x16\x07")
+    images, _ = cifar10_test_set(tmp_path, Preprocess(crop=32, resize=32, resize_mode="squash"))
+    assert len(images) == 2
+
+
+def test_no_stage_has_its_own_image_suffix_rule() -> None:
+    """Every stage asks ``preprocess.is_image_file_name``; only ``preprocess`` reads ``IMAGE_EXTENSIONS``
+    (``squeezelab.inference`` re-exports the constant)."""
+    package = Path(__file__).resolve().parents[1] / "src" / "squeezelab"
+    readers = {str(p.relative_to(package)) for p in package.rglob("*.py") if "IMAGE_EXTENSIONS" in p.read_text()}
+    assert readers == {"data/preprocess.py", "inference/__init__.py"}

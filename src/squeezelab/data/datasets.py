@@ -27,7 +27,7 @@ import math
 import os
 import zipfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -39,7 +39,8 @@ from torchvision import transforms as T
 from ..errors import SqueezelabError
 from ..extras import require
 from .fingerprint import arrays_fingerprint, files_fingerprint, zips_fingerprint
-from .preprocess import CIFAR10_MEAN, CIFAR10_STD, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, Preprocess, read_image
+from .preprocess import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess, is_image_file_name,
+                         read_image)
 
 #: Label of a sample whose image could not be decoded (``cross_entropy(ignore_index=-1)``).
 SKIPPED_LABEL = -1
@@ -379,7 +380,7 @@ def zip_split(path: Path) -> tuple[list[str], list[int], list[str]]:
                               f"cifar10_test_jpeg.zip")
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS)]
+            names = [n for n in archive.namelist() if is_image_file_name(PurePosixPath(n))]
     except zipfile.BadZipFile as exc:
         raise SqueezelabError(f"{path} is not a readable zip file ({exc})") from None
     members = sorted(n for n in names if n.count("/") >= 2)
@@ -395,7 +396,7 @@ def _scan_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
     files, labels = [], []
     for label, name in enumerate(classes):
         for path in sorted((root / name).rglob("*")):
-            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            if is_image_file_name(path) and path.is_file():
                 files.append(path)
                 labels.append(label)
     if not classes or not files:

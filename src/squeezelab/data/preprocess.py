@@ -16,7 +16,7 @@ import json
 import struct
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import BinaryIO, Literal, Optional, Union
 
 import numpy as np
@@ -91,8 +91,9 @@ def to_model_mode(image: Image.Image) -> Image.Image:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-def is_image_file_name(path: Path) -> bool:
-    """An image suffix and not a hidden file (``.DS_Store``-style names are never images)."""
+def is_image_file_name(path: PurePath) -> bool:
+    """The one rule for "is this an image" of every stage (training folders and zips, eval, calibration,
+    fidelity): an image suffix and not a hidden file (``.DS_Store``, macOS ``._photo.jpg`` resource forks)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
