@@ -1,4 +1,4 @@
-"""The one top-k loop (squeezelab.data.evaluate.evaluate_model), shared by train, eval and compress."""
+"""The one top-k loop (squeezelab.evaluation.evaluate_model), shared by train, eval and compress."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from squeezelab.data import SKIPPED_LABEL
-from squeezelab.data.evaluate import evaluate_model
+from squeezelab.evaluation import evaluate_model
 
 
 def _logits_model(images: torch.Tensor) -> torch.Tensor:

@@ -33,9 +33,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.datasets import SKIPPED_LABEL, cifar10_test_set, parse_data_source
-from ..data.evaluate import evaluate_model
 from ..data.preprocess import Preprocess, is_image_file_name, read_image
 from ..errors import SqueezelabError
+from ..evaluation import evaluate_model
 from ..extras import require
 from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta

@@ -3,7 +3,7 @@
 In parts, as in timm: :func:`train` is the driver; it validates everything,
 sets up (or restores) data, model and optimizer, then alternates
 :func:`train_one_epoch` and the shared top-k loop
-:func:`~squeezelab.data.evaluate.evaluate_model`, and hands every write to a
+:func:`~squeezelab.evaluation.evaluate_model`, and hands every write to a
 :class:`~squeezelab.train.state.CheckpointSaver`. What it checks before
 building anything is in :mod:`~squeezelab.train.checks`; what ``--resume``
 takes from the saved run is in :mod:`~squeezelab.train.resume`. The run
@@ -49,8 +49,8 @@ from ..data.datasets import (SKIPPED_LABEL, SMALL_INPUT_MAX, DatasetBundle, Epoc
                              check_readable, parse_data_source)
 from ..data.fingerprint import check_same_data
 from ..data.preprocess import Preprocess
-from ..data.evaluate import EvalResult, evaluate_model
 from ..errors import SqueezelabError
+from ..evaluation import EvalResult, evaluate_model
 from ..models import create_model, get_model_entry
 from ..weights.checkpoint import CheckpointMeta, read_checkpoint
 from .checks import check_input_size, check_run_dir, validate_config
