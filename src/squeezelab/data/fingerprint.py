@@ -28,6 +28,11 @@ CONTENT_DIGEST_MAX_BYTES = 256 * 2 ** 20
 COMPARED = ("kind", "images", "classes", "bytes", "sha256")
 
 
+def _digest(classes: Sequence[str]) -> "hashlib._Hash":
+    """A SHA-256 that starts with the class names (another class list is other data)."""
+    return hashlib.sha256("\n".join(classes).encode() + b"\0")
+
+
 def _fingerprint(kind: str, images: int, classes: int, size: int, digest: "hashlib._Hash") -> dict[str, Any]:
     return {"kind": kind, "images": int(images), "classes": int(classes), "bytes": int(size),
             "sha256": digest.hexdigest()}
@@ -39,19 +44,20 @@ def files_fingerprint(root: Path, files: Sequence[Path], classes: Sequence[str])
     files = sorted(files)
     sizes = [path.stat().st_size for path in files]
     total = sum(sizes)
-    digest = hashlib.sha256()
-    digest.update("\n".join(classes).encode() + b"\0")
+    digest = _digest(classes)
     for path, size in zip(files, sizes):
         digest.update(f"{path.relative_to(root).as_posix()}\0{size}\n".encode("utf-8", "surrogateescape"))
         if total <= CONTENT_DIGEST_MAX_BYTES:
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            try:
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            except OSError:  # unreadable: training skips and counts it, the fingerprint notes it
+                digest.update(b"unreadable")
     return _fingerprint("folder", len(files), len(classes), total, digest)
 
 
 def zips_fingerprint(paths: Sequence[Path], images: int, classes: Sequence[str]) -> dict[str, Any]:
     """The fingerprint of zip archives from their central directories (member names, sizes, CRC-32s)."""
-    digest, total = hashlib.sha256(), 0
-    digest.update("\n".join(classes).encode() + b"\0")
+    digest, total = _digest(classes), 0
     for path in paths:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
@@ -62,8 +68,7 @@ def zips_fingerprint(paths: Sequence[Path], images: int, classes: Sequence[str])
 
 def arrays_fingerprint(arrays: Sequence[np.ndarray], images: int, classes: Sequence[str]) -> dict[str, Any]:
     """The fingerprint of in-memory data (pixels and labels): a digest of every byte and its shape."""
-    digest, total = hashlib.sha256(), 0
-    digest.update("\n".join(classes).encode() + b"\0")
+    digest, total = _digest(classes), 0
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
