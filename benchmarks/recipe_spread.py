@@ -51,6 +51,7 @@ KERNEL_SETS: dict[str, dict[str, str]] = {
 #: small-data protocol (Fashion-MNIST, 5,000 training / 1,000 test images, 28 px, 5 epochs).
 PROTOCOLS: dict[str, dict] = {
     "digits": {"data": "digits", "input_size": 8, "epochs": 6, "threads": 1},
+    "digits-15": {"data": "digits", "input_size": 8, "epochs": 15, "threads": 1},
     "fashion-mnist": {"data": "fashion-mnist", "input_size": 28, "epochs": 5, "train_limit": 5000,
                       "val_limit": 1000, "threads": 1},
 }

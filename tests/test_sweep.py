@@ -32,8 +32,20 @@ def _no_training(*args, **kwargs):
 def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny bypass sweep (3 points x 2 seeds)."""
     out = tmp_path_factory.mktemp("sweep")
-    result = run_sweep(out, seeds=[0, 1], **RUN)
+    finals: dict[tuple[str, int], dict] = {}
+    real_train = sweep_module.train
+
+    def train_and_note(cfg, **kwargs):  # what training itself measured, for the records to be checked against
+        result = real_train(cfg, **kwargs)
+        finals[(Path(cfg.output).name, cfg.seed)] = result.history[-1]
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sweep_module, "train", train_and_note)
+        result = run_sweep(out, seeds=[0, 1], **RUN)
     assert len(result.trained) == 6 and not result.cached and not result.stopped
+    notes = {f"{key}|{seed}": row for (key, seed), row in finals.items()}
+    out.with_name(out.name + "-finals.json").write_text(json.dumps(notes))
     return out
 
 
@@ -48,7 +60,12 @@ def test_finished_points_are_cached_and_not_retrained(swept: Path, monkeypatch: 
     records = sorted((swept / "points").glob("*.json"))
     assert len(records) == 6 and not list((swept / "runs").iterdir())  # finished run folders are removed
     record = json.loads(records[0].read_text())
-    assert record["epochs"] == 1 and 0.0 <= record["top1"] <= 100.0 and record["train_seconds"] > 0
+    finals = json.loads(swept.with_name(swept.name + "-finals.json").read_text())
+    final = finals[f"{records[0].stem}|{record['seed']}"]
+    assert record["epochs"] == 1 and record["history"] == [final]
+    assert (record["top1"], record["top5"], record["test_loss"]) == (final["val_top1"], final["val_top5"],
+                                                                   final["val_loss"])
+    assert record["train_seconds"] == final["seconds"]
     assert record["size_mb"] == pytest.approx(record["params"] * 4 / 2**20)
     vanilla = json.loads(next((swept / "points").glob("sr0.125_pct0.5_none_s0_*.json")).read_text())
     assert vanilla["imagenet_size_mb"] == pytest.approx(1_248_424 * 4 / 2**20)  # Table 2's 4.8MB
