@@ -16,6 +16,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -28,6 +29,8 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 #: errnos that always mean "the write failed", whatever file the error names.
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})
+#: The name :func:`atomic_path` gives its temporary file: ``.NAME.XXXXXXXX.tmp`` (``tempfile.mkstemp``).
+_TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 def _describe(mode: int) -> str:
@@ -127,6 +130,20 @@ def atomic_path(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> It
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stray_temporaries(folder: PathLike) -> list[Path]:
+    """Delete the temporary files that writes into ``folder`` left behind (a process killed mid-write).
+
+    Only for a folder no other process is writing: a run or sweep directory under its lock.
+    Returns the files removed.
+    """
+    removed = []
+    for path in Path(folder).iterdir():
+        if _TEMPORARY_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, inputs: Iterable[Optional[PathLike]] = ()) -> None:

@@ -17,7 +17,7 @@ from ..errors import SqueezelabError
 from ..io import check_output
 from ..models.tracing import BLOCK, trace
 from .config import AMP_MODES, DATA_LOADERS, OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
-from .state import is_run_dir
+from .state import STATE_FILE, is_run_dir
 
 
 def validate_config(cfg: TrainConfig) -> None:
@@ -61,6 +61,9 @@ def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
     """Before any work: the run directory can be written, and a new run replaces an old one only on request."""
     check_output(run_dir, kind="dir", what="run directory")
     if not cfg.resume and not cfg.overwrite and is_run_dir(run_dir):
+        if not (run_dir / STATE_FILE).is_file():
+            raise SqueezelabError(f"{run_dir} holds the config of a run that never saved a state, so it cannot be "
+                                  f"resumed; pass --overwrite to replace it, or choose another --output")
         raise SqueezelabError(f"{run_dir} holds a training run already; continue it with --resume {run_dir}, "
                               f"pass --overwrite to replace it, or choose another --output")
 
