@@ -94,6 +94,7 @@ def _assert_resumable(run: Path, before: dict[str, bytes | None]) -> None:
     assert _cli(["train", "--resume", str(run), "--threads", "1", "--no-progress"]) == 0
     state = load_state(run / STATE_FILE)
     assert state["epoch"] == 2 and state["config"]["seed"] == 3
+    assert (run / "config.json").read_bytes() == before["config.json"]  # a resume keeps the run's config.json
     assert sorted(p.name for p in run.iterdir()) == sorted(before)  # no lock, aside folder or temporary left
 
 

@@ -36,7 +36,7 @@ from ..data.datasets import SKIPPED_LABEL, cifar10_test_set, parse_data_source
 from ..data.evaluate import evaluate_model
 from ..data.preprocess import Preprocess, is_image_file_name, read_image
 from ..errors import SqueezelabError
-from ..extras import require
+from ..extras import available, note_missing, require
 from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta
 from ..weights.imagenet import imagenet_label_of_file, imagenet_wnid_index
@@ -167,10 +167,12 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     start = time.perf_counter()
     bar = None
-    if progress:
-        tqdm = require("tqdm", "the progress bar").tqdm
-
-        bar = tqdm(total=len(dataset), unit="img", file=sys.stderr, desc="eval")
+    if progress and sys.stderr.isatty():  # a bar only on a terminal; without tqdm, one note and no bar
+        if available("tqdm"):
+            tqdm = require("tqdm", "the progress bar").tqdm
+            bar = tqdm(total=len(dataset), unit="img", file=sys.stderr, desc="eval")
+        else:
+            note_missing("tqdm", "the progress bar")
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels, errors in loader:

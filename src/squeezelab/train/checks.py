@@ -7,12 +7,12 @@ activations of a training and an evaluation batch with the free memory.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..cpu import available_memory
 from ..errors import SqueezelabError
 from ..io import check_output
 from ..models.tracing import BLOCK, trace
@@ -68,20 +68,6 @@ def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
                               f"pass --overwrite to replace it, or choose another --output")
 
 
-def _available_memory(device: torch.device) -> int:
-    """Bytes free for tensors on ``device``: CUDA's free memory, or the host's MemAvailable."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 def _activation_elements(model: nn.Module, in_chans: int, size: int) -> tuple[int, int]:
     """(sum, max) of the activation sizes of one ``size`` px image: the input and every layer's output,
     from the layer trace (shapes only, no arithmetic, nothing trained, no RNG drawn)."""
@@ -103,7 +89,7 @@ def check_input_size(model: nn.Module, in_chans: int, size: int, batch: int, dev
                               f"raise --input-size")
     total, widest = _activation_elements(model, in_chans, size)
     need = 4 * processes * max(batch * total, 2 * max(batch, 256) * widest)
-    free = _available_memory(device)
+    free = available_memory(device)
     if need > free:
         raise SqueezelabError(f"--input-size {size} with batch {batch} needs about {need / 2**30:.1f} GiB for "
                               f"activations but {device.type} has {free / 2**30:.1f} GiB free; lower --input-size "

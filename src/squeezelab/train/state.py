@@ -33,6 +33,7 @@ from torch import nn
 
 from ..compress.prune import save_masks
 from ..errors import SqueezelabError
+from ..extras import available, note_missing
 from ..io import PathLike, atomic_write_bytes, atomic_write_text, check_output, remove_stray_temporaries
 from ..weights.checkpoint import CheckpointMeta, save_checkpoint
 from .logs import plot_curves, write_metrics
@@ -40,9 +41,10 @@ from .logs import plot_curves, write_metrics
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 MASKS_FILE = "prune_masks.safetensors"
+CURVES_FILE = "curves.png"
 #: Every file a run directory holds; ``--overwrite`` replaces them with the new run's first save.
 RUN_FILES = (CONFIG_FILE, STATE_FILE, "last.safetensors", "best.safetensors", "metrics.json", "metrics.csv",
-             "curves.png", MASKS_FILE)
+             CURVES_FILE, MASKS_FILE)
 #: The lock file a training holds (``fcntl.flock``) for as long as it runs.
 LOCK_FILE = ".lock"
 #: Where ``--overwrite`` keeps the replaced run's files until the new run's first save is complete.
@@ -334,7 +336,8 @@ class CheckpointSaver:
 
     def save_epoch(self, model: nn.Module, improved: bool, state: dict[str, Any],
                    history: Sequence[dict[str, Any]], summary: dict[str, Any], title: str) -> None:
-        """End of an epoch: last (and best) checkpoint, state, metrics.json/csv and curves.png."""
+        """End of an epoch: last (and best) checkpoint, state, metrics.json/csv and curves.png (skipped with one
+        note without matplotlib)."""
         if not self.enabled:
             return
         with self._saving():
@@ -343,5 +346,8 @@ class CheckpointSaver:
                 save_checkpoint(self.best, model.state_dict(), self.meta)
             save_state(self.run_dir / STATE_FILE, state)
             write_metrics(self.run_dir, history, summary)
-            plot_curves(self.run_dir, history, title)
+            if available("matplotlib"):
+                plot_curves(self.run_dir, history, title)
+            else:
+                note_missing("matplotlib", f"{self.run_dir / CURVES_FILE}")
         self.has_checkpoint = True
