@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import struct
@@ -23,6 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _cli_driver import run_commands
 from squeezelab.cli.main import main
 from squeezelab.data.preprocess import Preprocess
 from squeezelab.models import create_model
@@ -416,3 +418,77 @@ def test_write_error_keeps_the_old_file_and_no_temporary(tmp_path: Path, error: 
             raise error
     assert "\n" not in str(info.value)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+#: Paths inside a ``chmod 000`` folder ({L}; {o} is a writable output folder), one case per command and role:
+#: (argv, environment) -> exit 2 and one line saying "Permission denied" and naming the path.
+PERMISSION_CASES = [
+    ("predict " + P.replace("{d}/img.png", "{L}/img.png"), {}),
+    ("predict squeezenet1_1 {d}/img.png --weights {L}/ckpt.safetensors", {}),
+    ("predict squeezenet1_1 {d}/img.png --weights squeezenet1_1.cifar10", {"SQUEEZELAB_WEIGHTS_DIR": "{L}"}),
+    ("eval squeezenet1_1 " + W + " --data {L} --workers 0", {}),
+    ("eval squeezenet1_1 " + W + " --data {d}/data --workers 0 --json {L}/r.json", {}),
+    ("convert {L}/w.xml -o {o}/w.safetensors", {}),
+    ("convert {d}/w.xml -o {L}/w.safetensors", {}),
+    ("simulate sqnxt23_w1 --config {L}/c.json", {}),
+    ("simulate sqnxt23_w1 --json {L}/s.json", {}),
+    ("train squeezenet1_1 --data {L} --epochs 1 -o {o}/run", {}),
+    ("train squeezenet1_1 --epochs 1 --input-size 8 -o {L}/run", {}),
+    ("train --resume {L}/run", {}),
+    ("sweep --experiments bypass --seeds 0 --max-points 1 -o {L}/sweep", {}),
+    ("sweep --report-only -o {L}/sweep", {}),
+    ("compress squeezenet1_1 " + W + " -o {L}/o.sqz", {}),
+    ("compress squeezenet1_1 " + W + " --masks {L}/m.safetensors -o {o}/o.sqz", {}),
+    ("quantize squeezenet1_1 " + W + " --calibration {L} -o {o}/q.onnx", {}),
+    ("lowrank squeezenet1_1 " + W + " -o {L}/l.safetensors", {}),
+    ("profile squeezenet1_1 -o {L}/p.txt", {}),
+    ("claims -o {L}/claims.md", {}),
+    ("export squeezenet1_1 --format torchscript -o {L}/m.pt", {}),
+    ("bench squeezenet1_1 --json {L}/b.json", {}),
+    ("demo --quick -o {L}/report", {}),
+    ("demo --quick -o {o}/report --data {L}", {}),
+]
+
+
+def _without_file_permission_override() -> list[str]:
+    """A command prefix that runs this interpreter held to the permission bits like a non-root user.
+
+    As a non-root user: the interpreter itself. As root: ``setpriv`` drops the two capabilities that let
+    root ignore permission bits (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH); ``os.setuid`` to another user is
+    not used because the interpreter may live where only root can read it (a pyenv under /root, mode 700).
+    """
+    if os.geteuid() != 0:
+        return [sys.executable]
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without util-linux's setpriv: cannot drop the permission override")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable]
+
+
+def test_paths_in_an_unreadable_folder_are_one_line(workdir: Path, tmp_path: Path) -> None:
+    """Any path inside a ``chmod 000`` folder, for every command that reads or writes one: exit 2, one line."""
+    locked, out = tmp_path / "locked", tmp_path / "out"
+    out.mkdir()
+    locked.mkdir()
+    for name in ("img.png", "ckpt.safetensors", "w.xml"):
+        (locked / name).write_bytes((workdir / name).read_bytes())
+    (locked / "c.json").write_text("{}")
+    (locked / "m.safetensors").write_bytes((workdir / "masks.safetensors").read_bytes())
+    locked.chmod(0)
+    fill = {"d": str(workdir), "L": str(locked), "o": str(out)}
+    steps = [{"argv": [a.format(**fill) for a in argv.split()], "env": {k: v.format(**fill) for k, v in env.items()}}
+             for argv, env in PERMISSION_CASES]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    try:
+        results = run_commands(_without_file_permission_override(), steps, tmp_path, out, env)
+    finally:
+        locked.chmod(0o755)
+    wrong = []
+    for (argv, _), result in zip(PERMISSION_CASES, results):
+        lines = result["err"].strip().splitlines()
+        if not (result["code"] == 2 and len(lines) == 1 and "permission denied" in lines[0].lower()
+                and str(locked) in lines[0]):
+            wrong.append(f"{argv}: exit {result['code']}: {result['err'][-600:]}")
+    assert not wrong, "\n".join(wrong)
+    assert sorted(p.name for p in locked.iterdir()) == ["c.json", "ckpt.safetensors", "img.png", "m.safetensors",
+                                                        "w.xml"]

@@ -42,32 +42,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _cli_driver import run_commands
 from squeezelab.extras import EXTRAS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORE_DISTRIBUTIONS = ("torch", "torchvision", "numpy", "pillow", "safetensors")
 UPSTREAM = REPO_ROOT / "src" / "squeezelab" / "weights" / "upstream"
 CIFAR = "--weights squeezenet1_1.cifar10"
-#: Runs the steps of argv[1] (JSON) in this process and writes their results to argv[2].
-DRIVER = """
-import contextlib, io, json, sys, traceback
-from squeezelab.cli.main import main
-results = []
-for argv in json.load(open(sys.argv[1])):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-        except BaseException:
-            traceback.print_exc()
-            code = -1
-    results.append({"code": code, "out": out.getvalue(), "err": err.getvalue()})
-json.dump(results, open(sys.argv[2], "w"))
-"""
-
-
 def _key(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -201,6 +182,7 @@ def _steps(has: set[str]) -> list[tuple[str, Optional[str], Optional[str]]]:
 CONFIGURATIONS = {"core": (), "train": ("train",), "all": ("all",)}
 
 
+@pytest.mark.slow  # core 2 min, [train] and [all] 6 min each on 2 shared cores (pip installs, demo, sweeps)
 @pytest.mark.parametrize("name", list(CONFIGURATIONS))
 def test_every_command_in_a_fresh_environment(name: str, tmp_path: Path) -> None:
     extras = CONFIGURATIONS[name]
@@ -215,13 +197,7 @@ def test_every_command_in_a_fresh_environment(name: str, tmp_path: Path) -> None
     work = tmp_path / "work"
     _inputs(work)
     steps = _steps(wanted)
-    (tmp_path / "steps.json").write_text(json.dumps([line.split() for line, _, _ in steps]))
-    (tmp_path / "driver.py").write_text(DRIVER)
-    proc = subprocess.run([str(python), str(tmp_path / "driver.py"), str(tmp_path / "steps.json"),
-                           str(tmp_path / "results.json")], capture_output=True, text=True, cwd=work, env=env,
-                          timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = run_commands([str(python)], [line.split() for line, _, _ in steps], tmp_path, work, env)
     for (line, refused_for, note), result in zip(steps, results):
         err, label = result["err"], f"[{name}] squeezelab {line}"
         assert "Traceback" not in err, f"{label}:\n{err}"

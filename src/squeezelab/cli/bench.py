@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from ..deploy.bench import (BENCH_BACKENDS, BENCH_HEADERS, DEFAULT_BACKENDS, bench_model, bench_table_rows,
-                             check_bench_memory)
+                             check_bench_memory, torchvision_model)
 from ..errors import SqueezelabError
 from ..export.timing import machine_info, sgemm_gflops
 from ..extras import available, note_missing, require
@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=_int_list, default=[1, 32], help="comma-separated batch sizes (default 1,32)")
     p.add_argument("--backends", type=_backends,
                    help=f"comma-separated, from {', '.join(BENCH_BACKENDS)} (default {','.join(DEFAULT_BACKENDS)}; "
-                        "onnxruntime only where squeezelab[deploy] is installed). The reference (torchvision where "
-                        "it has the architecture, else zoo) is always timed")
+                        "onnxruntime only where squeezelab[deploy] is installed, torchvision only where it has the "
+                        "model). Speedups are against torchvision, else zoo, else the first backend timed")
     p.add_argument("--threads", type=int_range(1, 1024, what="a thread count"),
                    help="intra-op threads for torch and ONNX Runtime (default: torch's)")
     p.add_argument("--input-size", type=input_size,
@@ -96,8 +96,11 @@ def run(args: argparse.Namespace) -> int:
           f"load average {info['load_average'][0]:.2f}; sgemm {sgemm:.1f} GFLOP/s; input {sizes}")
     rows = []
     for model, size in models:
+        # the default list times torchvision only where it has the model; a --backends list asks for it
+        timed = backends if args.backends else [
+            b for b in backends if b != "torchvision" or torchvision_model(model) is not None]
         for batch in args.batch:
-            rows.extend(bench_model(model, batch, backends, input_size=size, threads=threads,
+            rows.extend(bench_model(model, batch, timed, input_size=size, threads=threads,
                                     reps=args.reps, max_seconds=args.max_seconds, sgemm=sgemm))
     info_after = machine_info()
     print(format_table(BENCH_HEADERS, bench_table_rows(rows)))

@@ -18,6 +18,7 @@ GFLOP/s counts 2 FLOPs per multiply-accumulate of :func:`~squeezelab.analysis.co
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -127,9 +128,10 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
     """Time ``backends`` on ``model`` at ``batch`` x ``input_size``^2, interleaved; one row per backend.
 
     ``reps`` is the least number of timed calls per backend, taken in rounds of
-    :data:`~squeezelab.export.timing.BLOCK` (at least three rounds). The reference for
-    ``speedup_vs_reference`` is ``torchvision`` when torchvision has this
-    architecture, else ``zoo``; it is always measured, whatever ``backends`` says.
+    :data:`~squeezelab.export.timing.BLOCK` (at least three rounds). Only ``backends`` are timed;
+    ``torchvision`` is left out (one note) where torchvision has no model of this geometry (the
+    CIFAR-10 checkpoints' small-input stem, a bypass). The reference for ``speedup_vs_reference`` is
+    the first of ``torchvision``, ``zoo`` that is timed, else the first backend timed.
     """
     model = model.eval()
     threads = threads or torch.get_num_threads()
@@ -140,9 +142,14 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
     if hasattr(model, "check_input"):
         model.check_input(x)
     wanted = list(dict.fromkeys(backends))
-    reference_name = "torchvision" if torchvision_model(model) is not None else "zoo"
-    if reference_name not in wanted:
-        wanted.insert(0, reference_name)
+    if "torchvision" in wanted and torchvision_model(model) is None:
+        if wanted == ["torchvision"]:
+            raise SqueezelabError(f"torchvision has no model of {name} with this layer geometry (a small-input "
+                                  f"stem, a bypass); time it with --backends zoo,eager")
+        wanted.remove("torchvision")
+        print(f"squeezelab: note: {name}: backend torchvision skipped: torchvision has no model of this "
+              f"architecture and layer geometry", file=sys.stderr, flush=True)
+    reference_name = next((b for b in ("torchvision", "zoo") if b in wanted), wanted[0])
     runners = _runners(model, wanted, x, threads)
     with torch.inference_mode():
         expected = model(x)
