@@ -93,9 +93,19 @@ def check_output(path: PathLike, inputs: Iterable[Optional[PathLike]] = (), kind
     return out
 
 
+#: Temporary path -> the file it becomes, for every :func:`atomic_path` open in this process: a write nested in
+#: another (an exporter writing atomically to the CLI's temporary file) names the user's file in its errors.
+_TARGETS: dict[Path, Path] = {}
+
+
+def target_name(path: PathLike) -> Path:
+    """The file the user asked for: ``path``, or the target of the atomic write whose temporary file it is."""
+    return _TARGETS.get(Path(path), Path(path))
+
+
 def _write_error(final: Path, exc: OSError) -> SqueezelabError:
     reason = exc.strerror or str(exc) or type(exc).__name__
-    return SqueezelabError(f"cannot write {final}: {reason}; nothing was written there")
+    return SqueezelabError(f"cannot write {target_name(final)}: {reason}; nothing was written there")
 
 
 @contextlib.contextmanager
@@ -112,6 +122,7 @@ def atomic_path(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> It
         raise _write_error(final, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
+    _TARGETS[tmp] = target_name(final)
     try:
         try:
             yield tmp
@@ -120,8 +131,8 @@ def atomic_path(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> It
                 raise _write_error(final, exc) from None
             raise
         if final.exists() and not final.is_file():  # appeared while we worked
-            raise SqueezelabError(f"{final} became {_describe(final.stat().st_mode)} while squeezelab wrote it; "
-                                  f"nothing was written there")
+            raise SqueezelabError(f"{target_name(final)} became {_describe(final.stat().st_mode)} while squeezelab "
+                                  f"wrote it; nothing was written there")
         try:
             os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
             os.replace(tmp, final)
@@ -130,6 +141,8 @@ def atomic_path(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> It
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _TARGETS.pop(tmp, None)
 
 
 def remove_stray_temporaries(folder: PathLike) -> list[Path]:

@@ -69,6 +69,14 @@ def build_parser(command: Optional[str] = None, lazy: bool = False) -> argparse.
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    empty = next((i for i, arg in enumerate(argv) if not arg.strip() or (arg.startswith("--") and arg.endswith("="))
+                  ), None)
+    if empty is not None:  # -o '' would fall back to a default (or the current folder) silently
+        option = argv[empty][:-1] if argv[empty].endswith("=") else argv[empty - 1] if empty else ""
+        after = f" (the value of {option})" if option.startswith("-") else ""
+        print(f"squeezelab: error: argument {empty + 1} is empty{after}; give a path or value, or leave the "
+              f"option out for its default", file=sys.stderr)
+        return 2
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(command, lazy=True).parse_args(argv)
     try:

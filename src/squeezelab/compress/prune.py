@@ -18,7 +18,7 @@ from safetensors.torch import load, save_file
 from torch import nn
 
 from ..errors import SqueezelabError
-from ..io import PathLike, atomic_path
+from ..io import PathLike, atomic_path, target_name
 
 Masks = dict[str, torch.Tensor]
 
@@ -149,7 +149,7 @@ def save_masks(path: PathLike, masks: Mapping[str, torch.Tensor]) -> None:
             save_file({k: v.to(torch.uint8).contiguous() for k, v in masks.items()}, str(tmp),
                       metadata={"format": "squeezelab-masks/1"})
         except SafetensorError as exc:  # safetensors reports write errors (disk full, EFBIG) as its own type
-            raise SqueezelabError(f"cannot write {path}: {exc}; nothing was written there") from None
+            raise SqueezelabError(f"cannot write {target_name(path)}: {exc}; nothing was written there") from None
 
 
 def load_masks(path: PathLike) -> Masks:

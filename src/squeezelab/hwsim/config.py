@@ -206,7 +206,8 @@ def load_config(path: Union[str, Path]) -> AcceleratorConfig:
     """Read an accelerator config from a ``.yaml``/``.yml`` or ``.json`` file."""
     path = Path(path)
     if not path.is_file():
-        raise SqueezelabError(f"accelerator config {path} does not exist")
+        raise SqueezelabError(f"accelerator config {path} does not exist or is not a file; give a .yaml or .json "
+                              f"file or a preset name")
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
@@ -241,7 +242,8 @@ def resolve_config(config: Union[None, str, Path, dict, AcceleratorConfig]) -> A
         return config
     if isinstance(config, dict):
         return AcceleratorConfig.from_dict(config)
-    if isinstance(config, Path) or (isinstance(config, str) and config.lower().endswith((".yaml", ".yml", ".json"))):
+    if isinstance(config, Path) or (isinstance(config, str) and (
+            config.lower().endswith((".yaml", ".yml", ".json")) or "/" in config or Path(config).exists())):
         return load_config(config)
     if isinstance(config, str):
         return get_preset(config)

@@ -697,6 +697,8 @@ def train(config: Optional[TrainConfig] = None, *, explicit: Optional[Collection
     threads = torch.get_num_threads()
     try:
         run_dir = _resolve_run_dir(config)
+        if config.resume:  # a missing, foreign or damaged state is refused before the lock touches the run directory
+            load_state(config.resume)
         with locked_run_dir(run_dir, enabled=int(os.environ.get("RANK", "0")) == 0, create=not config.resume):
             return _drive(config, explicit_fields(config) if explicit is None else set(explicit), run_dir)
     finally:
