@@ -122,10 +122,10 @@ def test_torchvision_model_carries_the_zoo_weights() -> None:
 
 def test_bench_model_rows_are_consistent() -> None:
     model = calibrated("squeezenet1_1")
-    rows = bench_model(model, batch=2, backends=["eager", "onnxruntime"], input_size=32, threads=1, reps=3,
-                       warmup=1, sgemm=50.0)
+    rows = bench_model(model, batch=2, backends=["torchvision", "eager", "onnxruntime"], input_size=32, threads=1,
+                       reps=3, warmup=1, sgemm=50.0)
     by = {r.backend: r for r in rows}
-    assert set(by) == {"torchvision", "eager", "onnxruntime"}  # the reference is always measured
+    assert set(by) == {"torchvision", "eager", "onnxruntime"}
     flops = 2 * count_macs(model, 32) * 2
     for r in rows:
         assert r.reference == "torchvision" and r.reps == 12 and r.error <= 1e-4  # 3 rounds of 4
@@ -138,7 +138,7 @@ def test_bench_model_rows_are_consistent() -> None:
 
 def test_cli_bench_writes_json(tmp_path, capsys) -> None:
     out = tmp_path / "bench.json"
-    assert main(["bench", "sqnxt23v5_w1", "--batch", "1", "--backends", "eager", "--input-size", "32",
+    assert main(["bench", "sqnxt23v5_w1", "--batch", "1", "--backends", "zoo,eager", "--input-size", "32",
                  "--threads", "1", "--reps", "3", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "load average" in text and "sgemm" in text and "vs zoo" in text
@@ -174,3 +174,34 @@ def test_machine_info_records_the_cpu_flags_and_kernel_caps(monkeypatch) -> None
     assert info["cpu_flags"] == {name: name in cpu_flag_set() for name in REPORTED_FLAGS}
     assert info["kernel_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
     json.dumps(info)  # a record must serialise
+
+
+def test_only_the_backends_asked_for_are_timed(capsys) -> None:
+    rows = bench_model(calibrated("squeezenet1_1"), batch=1, backends=["eager"], input_size=32, threads=1, reps=3,
+                       warmup=1)
+    assert [(r.backend, r.reference, r.speedup_vs_reference) for r in rows] == [("eager", "eager", 1.0)]
+
+
+def test_cli_bench_times_the_cifar10_checkpoint_at_its_crop(tmp_path, capsys) -> None:
+    """The small-input stem (stride 1) has torchvision's weight shapes but not its geometry: no torchvision row,
+    the zoo model is the reference, and the input is the checkpoint's 32 px crop."""
+    from squeezelab.weights.loader import load_model
+
+    model, _ = load_model("squeezenet1_1.cifar10", "squeezenet1_1")
+    assert torchvision_model(model) is None
+    out = tmp_path / "bench.json"
+    assert main(["bench", "squeezenet1_1", "--weights", "squeezenet1_1.cifar10", "--batch", "1", "--backends",
+                 "zoo,eager", "--threads", "1", "--reps", "3", "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "input 32x32" in captured.out and captured.err == ""
+    record = json.loads(out.read_text())
+    assert {r["backend"] for r in record["rows"]} == {"zoo", "eager"} and record["input_sizes"] == {
+        "squeezenet1_1": 32}
+    assert all(r["reference"] == "zoo" and r["error"] <= 1e-4 for r in record["rows"])
+    assert main(["bench", "squeezenet1_1", "--weights", "squeezenet1_1.cifar10", "--batch", "1", "--backends",
+                 "torchvision", "--threads", "1", "--reps", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "torchvision has no model of squeezenet1_1" in err[0]
+    assert main(["bench", "squeezenet1_1", "--weights", "squeezenet1_1.cifar10", "--batch", "1", "--backends",
+                 "torchvision,zoo", "--threads", "1", "--reps", "3"]) == 0
+    assert "backend torchvision skipped" in capsys.readouterr().err

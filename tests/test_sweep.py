@@ -308,3 +308,39 @@ def test_a_changed_default_rule_changes_the_cache_key(swept: Path, monkeypatch: 
     lower_rate = sweep_module.point_key(point, 0, TINY, "digits")
     monkeypatch.setattr(engine, "DEFAULT_WEIGHT_DECAY", {"sgd": 5e-4, "adamw": 0.01})
     assert len({key, lower_rate, sweep_module.point_key(point, 0, TINY, "digits")}) == 3
+
+
+@pytest.mark.parametrize("damage", [b"{}", b"null", b"[1, 2]", b'{"top1": "high"}', b"\xff\xfe not UTF-8",
+                                    b'{"top1": NaN, "seed": 0}', b"{truncated"])
+def test_a_damaged_point_record_is_left_out_and_retrained(damage: bytes, swept: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    """A point record that is not one (empty, null, wrong types, not UTF-8, NaN, cut short) does not crash the
+    report after all points trained: it is left out with one warning and the next sweep trains that point again."""
+    import shutil
+
+    out = tmp_path / "sweep"
+    shutil.copytree(swept, out)
+    damaged = sorted((out / "points").glob("*_s1_*.json"))[0]
+    original = json.loads(damaged.read_text())
+    damaged.write_bytes(damage)
+    warnings: list[str] = []
+    monkeypatch.setattr(sweep_module, "train", _no_training)
+    report, _ = report_from_cache(out, budget=TINY, data="digits", experiments=["bypass"], seeds=[0, 1],
+                                  log=warnings.append)
+    assert len(warnings) == 1 and str(damaged) in warnings[0] and "not a valid point record" in warnings[0]
+    assert sorted(r["n"] for r in report["experiments"]["bypass"]) == [1, 2, 2]
+    monkeypatch.undo()
+    warnings.clear()
+    result = run_sweep(out, seeds=[0, 1], **{**RUN, "log": warnings.append})
+    assert len(result.trained) == 1 and len(result.cached) == 5 and "not a valid point record" in warnings[0]
+    retrained = json.loads(damaged.read_text())
+    assert retrained["seed"] == original["seed"] == 1 and retrained["params"] == original["params"]
+
+
+def test_a_second_sweep_into_a_locked_folder_is_refused(tmp_path: Path):
+    from squeezelab.errors import SqueezelabError
+    from squeezelab.train.state import locked_run_dir
+
+    with locked_run_dir(tmp_path / "sweep", what="sweep folder"):
+        with pytest.raises(SqueezelabError, match="sweep folder .* is in use"):
+            run_sweep(tmp_path / "sweep", seeds=[0], **RUN)
