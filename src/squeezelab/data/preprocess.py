@@ -13,6 +13,7 @@ image into a model input. Each pretrained weights entry
 from __future__ import annotations
 
 import json
+import os
 import struct
 import warnings
 from dataclasses import asdict, dataclass
@@ -98,8 +99,14 @@ def is_image_file_name(path: PurePath) -> bool:
 
 
 def image_files(root: Path) -> list[Path]:
-    """Every image file under ``root``, recursively, in sorted order (unlabelled sets: calibration, fidelity)."""
-    return sorted(p for p in root.rglob("*") if is_image_file_name(p) and p.is_file())
+    """Every image file under ``root``, recursively, in sorted order (unlabelled sets: calibration, fidelity).
+
+    A folder that cannot be listed raises its OSError (``Path.rglob`` would skip it silently)."""
+    def fail(exc: OSError) -> None:
+        raise exc
+
+    return sorted(Path(folder) / name for folder, _, names in os.walk(root, onerror=fail) for name in names
+                  if is_image_file_name(Path(name)) and (Path(folder) / name).is_file())
 
 
 def upright(image: Image.Image) -> Image.Image:

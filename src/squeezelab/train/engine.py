@@ -59,7 +59,7 @@ from .ema import WeightEma
 from .logs import Progress
 from .recipe import recompute_bn_statistics, warmup_steps
 from .resume import explicit_fields, resume_config
-from .state import MASKS_FILE, STATE_FILE, CheckpointSaver, capture_rng, load_state, restore_rng
+from .state import MASKS_FILE, STATE_FILE, CheckpointSaver, capture_rng, load_state, locked_run_dir, restore_rng
 
 __all__ = ["EvalResult", "LoopState", "Solver", "TrainResult", "TrainingRun", "choose_amp", "default_lr",
            "evaluate_model", "has_batchnorm", "lr_factor", "make_optimizer", "precision_label", "resolve_optimizer",
@@ -731,15 +731,19 @@ def train(config: Optional[TrainConfig] = None, *, explicit: Optional[Collection
         config = replace(config, **kwargs)
     threads = torch.get_num_threads()
     try:
-        return _drive(config, explicit_fields(config) if explicit is None else set(explicit))
+        # a missing, foreign or damaged state is refused before the lock touches the run directory
+        resume_state = load_state(config.resume) if config.resume else None
+        run_dir = _resolve_run_dir(config)
+        with locked_run_dir(run_dir, enabled=int(os.environ.get("RANK", "0")) == 0, create=not config.resume):
+            return _drive(config, explicit_fields(config) if explicit is None else set(explicit), run_dir,
+                          resume_state)
     finally:
         torch.set_num_threads(threads)
 
 
-def _drive(cfg: TrainConfig, explicit: set[str]) -> TrainResult:
+def _drive(cfg: TrainConfig, explicit: set[str], run_dir: Path, resume_state: Optional[dict[str, Any]]
+           ) -> TrainResult:
     """The driver: validate, set up (or restore), run the epochs, save; nothing is written before the first save."""
-    resume_state = load_state(cfg.resume) if cfg.resume else None
-    run_dir = _resolve_run_dir(cfg)
     planned = cfg.epochs
     if resume_state is not None:
         cfg, planned = resume_config(cfg, resume_state["config"], explicit)
