@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..extras import require
 from ..tables import format_table
 from ..weights.loader import build_model
 from .args import check_outputs, float_range, int_range, refuse_onnx, weights_inputs
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from ..compress.measure import calibration_set
     from ..inference import evaluate
 
+    for module in ("onnx", "onnxruntime.quantization"):  # refused before any work, not at the export
+        require(module, "INT8 quantization")
     refuse_onnx(args.weights, "quantize")
     check_outputs(args.output, inputs=weights_inputs(args.weights))
     model = build_model(args.weights, architecture=args.model)

@@ -122,9 +122,7 @@ class _ZipImage:
 
     def __call__(self) -> Image.Image:
         with self.archive.open(self.member) as handle:
-            image = Image.open(handle)
-            image.load()
-        return image
+            return read_image(handle, name=f"{self.archive.filename}:{self.member}")
 
 
 def _cifar10_subset(data_dir: PathLike, split: str, limit: Optional[int]) -> tuple[Path, list[str], list[int]]:

@@ -14,9 +14,9 @@ from PIL import Image
 from torch import nn
 
 from ..data.datasets import parse_data_source
-from ..data.evaluate import evaluate_model
 from ..data.preprocess import read_image
 from ..errors import SqueezelabError
+from ..evaluation import evaluate_model
 from ..extras import require
 from ..inference import scan_images
 from ..io import PathLike
