@@ -103,17 +103,34 @@ def _consumers(graph_module: fx.GraphModule, node: fx.Node, offset: int,
     return True
 
 
-def equalization_pairs(graph_module: fx.GraphModule, example: torch.Tensor
-                       ) -> list[tuple[nn.Conv2d, list[tuple[nn.Conv2d, int]]]]:
-    """Each convolution whose output reaches only convolutions through ReLU, max-pool and channel concat,
-    with those convolutions and the offset of its channels in their inputs."""
+def _is_relu(graph_module: fx.GraphModule, node: fx.Node) -> bool:
+    return ((node.op == "call_module" and isinstance(graph_module.get_submodule(str(node.target)), nn.ReLU))
+            or (node.op == "call_function" and node.target in (F.relu, torch.relu)))
+
+
+@dataclass
+class EqualizationPair:
+    """A convolution whose output reaches only ``consumers`` (convolutions, with the offset of its channels in
+    their input) through ReLU, max-pool and channel concat. ``rectified``: its output goes straight into
+    ReLUs, so the tensor ORT quantizes is the ReLU's (a Conv+Relu pair shares one uint8 range from 0);
+    otherwise (a concat before the ReLU, as in textbook_squeezenet's expand layers) its raw output, negative
+    values included, is quantized."""
+
+    producer: nn.Conv2d
+    consumers: list[tuple[nn.Conv2d, int]]
+    rectified: bool
+
+
+def equalization_pairs(graph_module: fx.GraphModule, example: torch.Tensor) -> list[EqualizationPair]:
+    """Every convolution whose channels can be rescaled against the convolutions it feeds (:class:`EqualizationPair`)."""
     ShapeProp(graph_module).propagate(example)
     pairs = []
     for node in graph_module.graph.nodes:
         producer = _conv(graph_module, node)
         consumers: list[tuple[nn.Conv2d, int]] = []
         if producer is not None and _consumers(graph_module, node, 0, consumers) and consumers:
-            pairs.append((producer, consumers))
+            pairs.append(EqualizationPair(producer, consumers,
+                                          all(_is_relu(graph_module, user) for user in node.users)))
     return pairs
 
 
@@ -140,26 +157,32 @@ def equalize_activations(graph_module: fx.GraphModule, images: torch.Tensor, alp
                          percentile: float = 99.99) -> int:
     """Rescale channels between convolutions (module docstring, step 1) in place; returns the producers scaled.
 
-    ``a_i`` is the ``percentile`` of channel ``i``'s ReLU output over ``images`` (ORT's calibration statistic).
+    ``a_i`` is the ``percentile`` of channel ``i``'s magnitude, over ``images``, in the tensor ORT quantizes
+    (ORT's calibration statistic): the ReLU output of a rectified pair, else the raw output. Measuring the
+    ReLU output where ORT quantizes the raw one made a channel that is negative on every image look empty;
+    scaled up 10^4 it then set the uint8 range of its whole tensor (relative logit error 0.55 instead of
+    0.006 on a random textbook_squeezenet).
     """
     pairs = equalization_pairs(graph_module, images[:1])
-    samples: dict[nn.Conv2d, list[torch.Tensor]] = {producer: [] for producer, _ in pairs}
+    samples: dict[nn.Module, list[torch.Tensor]] = {pair.producer: [] for pair in pairs}
+    rectified = {pair.producer: pair.rectified for pair in pairs}
     generator = torch.Generator().manual_seed(0)
 
     def record(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        values = torch.relu(output).transpose(0, 1).reshape(output.shape[1], -1)
+        quantized = torch.relu(output) if rectified[module] else output.abs()
+        values = quantized.transpose(0, 1).reshape(output.shape[1], -1)
         keep = torch.randperm(values.shape[1], generator=generator)[:20_000]
-        samples[module].append(values[:, keep])  # type: ignore[index]
+        samples[module].append(values[:, keep])
 
-    _run_hooked(graph_module, [(producer, record) for producer, _ in pairs], images)
-    for producer, consumers in pairs:
-        ranges = torch.quantile(torch.cat(samples[producer], dim=1).double(), percentile / 100, dim=1)
+    _run_hooked(graph_module, [(pair.producer, record) for pair in pairs], images)
+    for pair in pairs:
+        ranges = torch.quantile(torch.cat(samples[pair.producer], dim=1).double(), percentile / 100, dim=1)
         ranges = ranges.clamp_min(1e-8 * float(ranges.max()) + 1e-12)
         scale = (ranges / ranges.max()).pow(alpha).float()
-        producer.weight.div_(scale[:, None, None, None])
-        if producer.bias is not None:
-            producer.bias.div_(scale)
-        for conv, offset in consumers:
+        pair.producer.weight.div_(scale[:, None, None, None])
+        if pair.producer.bias is not None:
+            pair.producer.bias.div_(scale)
+        for conv, offset in pair.consumers:
             conv.weight[:, offset:offset + len(scale)].mul_(scale[None, :, None, None])
     return len(pairs)
 

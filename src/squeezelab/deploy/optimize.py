@@ -95,22 +95,24 @@ class OptimizedModel(nn.Module):
     """An inference-only module: input check, channels_last input, ``torch.inference_mode``.
 
     Attributes: ``backend`` (the path in use), ``report`` (:class:`OptimizeReport`), ``pretrained_cfg``
-    (the source model's, so ``predict`` and ``evaluate`` run it as they run the model).
+    (the source model's, so ``predict`` and ``evaluate`` run it as they run the model; None for an ONNX
+    file exported without one, whose runner checks its input against the graph's shape instead).
     """
 
     def __init__(self, runner: Callable[[torch.Tensor], torch.Tensor], backend: str, report: OptimizeReport,
-                 cfg: CheckpointMeta, min_input_size: int, channels_last: bool) -> None:
+                 cfg: Optional[CheckpointMeta], min_input_size: int, channels_last: bool) -> None:
         super().__init__()
         self.runner = runner
         self.backend = backend
         self.report = report
         self.pretrained_cfg = cfg
-        self.in_chans = cfg.in_chans
+        self.in_chans = None if cfg is None else cfg.in_chans
         self.min_input_size = min_input_size
         self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ClassifierModel.check_input(self, x)  # same one-line errors as the eager model
+        if self.in_chans is not None:
+            ClassifierModel.check_input(self, x)  # same one-line errors as the eager model
         with torch.inference_mode():
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -205,10 +207,11 @@ def optimize(model: nn.Module, example_input: Optional[torch.Tensor] = None, bac
     """
     if backend != "auto" and backend not in BACKENDS:
         raise SqueezelabError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
-    cfg = pretrained_cfg_of(model)
     if isinstance(model, OnnxRuntimeModule):  # an exported file (e.g. weights loaded from .onnx): already optimized
         report = OptimizeReport("onnxruntime", [Candidate("onnxruntime", error=0.0)])
-        return OptimizedModel(model, "onnxruntime", report, cfg, 1, False)
+        return OptimizedModel(model, "onnxruntime", report, model.__dict__.get("pretrained_cfg", model.meta), 1,
+                              False)
+    cfg = pretrained_cfg_of(model)
     example = _default_input(model, cfg) if example_input is None else example_input
     if isinstance(model, ClassifierModel):
         model.check_input(example)
