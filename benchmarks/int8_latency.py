@@ -7,9 +7,11 @@ For each ``--weights`` entry, built by ``squeezelab.build_model`` and fed as its
 fp32 ONNX model and one INT8 model per recipe of ``squeezelab.compress.int8.quantize_int8``:
 
 - ``nearest``: ONNX Runtime's quantization alone (round to nearest, no equalisation, no bias
-  correction): the recipe before issue 29;
-- ``default``: activation equalisation + output-error rounding + bias correction (``compress/ptq.py``);
-- with ``--ablations`` also each of the three steps alone.
+  correction, every convolution INT8): the recipe before issue 29;
+- ``all int8``: activation equalisation + output-error rounding + bias correction (``compress/ptq.py``),
+  every convolution INT8;
+- ``default``: the same with the first and the last convolution in fp32 (``FP32_CONVS``);
+- with ``--ablations`` also each of the three steps alone (every convolution INT8).
 
 Calibration (64 images, never evaluated): ImageNet weights the 9 photos (6 scikit-image + shared/data/images/
 photos) and random crops of them (``--calibration photos``, :func:`squeezelab.compress.measure.photo_crops`) or
@@ -33,7 +35,7 @@ from pathlib import Path
 import torch
 
 from squeezelab.compress.fidelity import ImageBatches, cifar10_images, collect_logits, compare, folder_images
-from squeezelab.compress.int8 import EQUALIZE_ALPHA, quantize_int8
+from squeezelab.compress.int8 import EQUALIZE_ALPHA, FP32_CONVS, quantize_int8
 from squeezelab.compress.measure import photo_crops, skimage_photos
 from squeezelab.data.preprocess import image_files, read_image
 from squeezelab.export.onnx import export_onnx
@@ -47,14 +49,15 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CALIBRATION_IMAGES = 64
 #: quantize_int8 keywords of each recipe.
 RECIPES = {
-    "nearest": dict(equalize=0.0, rounding="nearest", bias_correction=False),
-    "default": dict(equalize=EQUALIZE_ALPHA, rounding="output-error", bias_correction=True),
+    "nearest": dict(equalize=0.0, rounding="nearest", bias_correction=False, fp32_convs=()),
+    "all int8": dict(equalize=EQUALIZE_ALPHA, rounding="output-error", bias_correction=True, fp32_convs=()),
+    "default": dict(equalize=EQUALIZE_ALPHA, rounding="output-error", bias_correction=True, fp32_convs=FP32_CONVS),
 }
 ABLATIONS = {
-    "equalize only": dict(equalize=EQUALIZE_ALPHA, rounding="nearest", bias_correction=False),
-    "rounding only": dict(equalize=0.0, rounding="output-error", bias_correction=False),
-    "bias correction only": dict(equalize=0.0, rounding="nearest", bias_correction=True),
-    "rounding + bias correction": dict(equalize=0.0, rounding="output-error", bias_correction=True),
+    "equalize only": dict(equalize=EQUALIZE_ALPHA, rounding="nearest", bias_correction=False, fp32_convs=()),
+    "rounding only": dict(equalize=0.0, rounding="output-error", bias_correction=False, fp32_convs=()),
+    "bias correction only": dict(equalize=0.0, rounding="nearest", bias_correction=True, fp32_convs=()),
+    "rounding + bias correction": dict(equalize=0.0, rounding="output-error", bias_correction=True, fp32_convs=()),
 }
 
 

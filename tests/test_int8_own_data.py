@@ -56,12 +56,13 @@ def test_int8_cifar10_weights_keep_top1_on_cifar10_test(tmp_path, cifar10_zips):
 
 def test_int8_caffe_weights_with_their_bgr_preprocessing(tmp_path, imagenet_samples, upstream_photos):
     """squeezenet1_1.caffe (BGR 0-255 at 227 px), calibrated on crops of 9 photos: top-1, agreement and KL
-    against fp32 on the 100 labelled ImageNet samples.
+    against fp32 on the 100 labelled ImageNet samples; ``optimize``'s own check passes it (every fp32-decisive
+    calibration crop keeps its answer).
 
-    Measured (benchmarks/results/int8_latency_caffe_photos.json): fp32 70%, INT8 67% (3 images), agreement 91%,
-    mean KL 0.023; calibrated on 6 photos + 58 upscaled CIFAR-10 images instead, 64% and KL 0.117. The issue's
-    0.5-point target is not met here (docs/compression.md); the bounds keep what is achieved, with one image
-    of top-1 and three of agreement as margin.
+    Measured (benchmarks/results/int8_own_data.json; first and last convolution in fp32): fp32 70%, INT8 70%,
+    agreement 94% (the 6 changed answers are near-ties, fp32 leads of 0.007-0.13), mean KL 0.008; with every
+    convolution INT8 67%, 91% and 0.023. 100 images cannot resolve the issue's 0.5 points; the bounds keep
+    one image of top-1, two of agreement and half the KL as margin.
     """
     model = build_model("squeezenet1_1.caffe")
     preprocess = model.pretrained_cfg.require_preprocess("the test")
@@ -72,5 +73,5 @@ def test_int8_caffe_weights_with_their_bgr_preprocessing(tmp_path, imagenet_samp
     logits, labels = collect_logits({"fp32": model, "int8": int8}, samples)
     fidelity = compare(logits["fp32"], logits["int8"], labels)
     assert fidelity.labelled == 100 and fidelity.top1_parent == 70.0  # the registry's samples100_top1 for these weights
-    assert fidelity.top1_child >= fidelity.top1_parent - 4.0, fidelity.summary()
-    assert fidelity.agreement >= 88.0 and fidelity.mean_kl <= 0.035, fidelity.summary()
+    assert fidelity.top1_child >= fidelity.top1_parent - 1.0, fidelity.summary()
+    assert fidelity.agreement >= 92.0 and fidelity.mean_kl <= 0.012, fidelity.summary()

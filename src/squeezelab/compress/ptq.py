@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Collection, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -288,11 +288,13 @@ def round_rows(weight: torch.Tensor, moment: torch.Tensor, scale: torch.Tensor) 
 
 
 @torch.no_grad()
-def round_weights(graph_module: fx.GraphModule, images: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Output-error rounding of every convolution (module docstring, step 2), on fp32 inputs; the weights of
-    ``graph_module`` become the dequantized codes. Returns {conv name: (int8 codes, per-channel scales)}."""
+def round_weights(graph_module: fx.GraphModule, images: torch.Tensor, names: Collection[str]
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Output-error rounding of the convolutions ``names`` (module docstring, step 2), on fp32 inputs; their
+    weights in ``graph_module`` become the dequantized codes. Returns {conv name: (int8 codes, per-channel
+    scales)}."""
     convs = {name: conv for name, conv in graph_module.named_modules()
-             if isinstance(conv, nn.Conv2d) and conv.groups == 1}
+             if name in names and isinstance(conv, nn.Conv2d) and conv.groups == 1}
     moments = _input_moments(graph_module, convs, images)  # all on the fp32 inputs, before any rounding
     rounded = {}
     for name, conv in convs.items():
@@ -303,10 +305,12 @@ def round_weights(graph_module: fx.GraphModule, images: torch.Tensor) -> dict[st
     return rounded
 
 
-def _mean_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-channel mean (float64) of every biased convolution's output over ``images`` and positions."""
+def _mean_outputs(model: nn.Module, images: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
+    """Per-channel mean (float64) of the output of each biased convolution in ``names`` over ``images`` and
+    positions."""
     sums: dict[str, torch.Tensor] = {}
-    convs = {name: conv for name, conv in model.named_modules() if isinstance(conv, nn.Conv2d) and conv.bias is not None}
+    convs = {name: conv for name, conv in model.named_modules()
+             if name in names and isinstance(conv, nn.Conv2d) and conv.bias is not None}
 
     def hook(name: str) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
         def record(_module: nn.Module, _args: tuple, y: torch.Tensor) -> None:
@@ -338,12 +342,12 @@ class _BiasCorrecting(fx.Interpreter):
 
 
 @torch.no_grad()
-def correct_biases(simulated: fx.GraphModule, reference: fx.GraphModule, images: torch.Tensor
-                   ) -> dict[str, torch.Tensor]:
-    """Empirical bias correction (module docstring, step 3), in forward order, of the convolutions of
-    ``simulated`` (the quantized simulation) against ``reference`` (the fp32 graph it was made from), in
+def correct_biases(simulated: fx.GraphModule, reference: fx.GraphModule, images: torch.Tensor,
+                   names: Collection[str]) -> dict[str, torch.Tensor]:
+    """Empirical bias correction (module docstring, step 3), in forward order, of the convolutions ``names``
+    of ``simulated`` (the quantized simulation) against ``reference`` (the fp32 graph it was made from), in
     place; returns {conv name: corrected bias}. One pass of each: the reference's means first, then the
     simulation on all ``images`` at once, each layer corrected before the next one runs."""
-    correcting = _BiasCorrecting(simulated, _mean_outputs(reference, images))
+    correcting = _BiasCorrecting(simulated, _mean_outputs(reference, images, names))
     correcting.run(images)
     return correcting.corrected
