@@ -10,7 +10,7 @@ fp32 ONNX model and one INT8 model per recipe of ``squeezelab.compress.int8.quan
   correction, every convolution INT8): the recipe before issue 29;
 - ``all int8``: activation equalisation + output-error rounding + bias correction (``compress/ptq.py``),
   every convolution INT8;
-- ``default``: the same with the first and the last convolution in fp32 (``FP32_CONVS``);
+- ``default``: the same with the classifier (last) convolution in fp32 (``FP32_CONVS``);
 - with ``--ablations`` also each of the three steps alone (every convolution INT8).
 
 Calibration (64 images, never evaluated): ImageNet weights the 9 photos (6 scikit-image + shared/data/images/

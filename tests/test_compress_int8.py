@@ -29,18 +29,18 @@ def _fp32_convs(path: Path) -> list[bool]:
     return [node.input[1] in floats for node in graph.node if node.op_type == "Conv"]
 
 
-def test_quantize_cli_keeps_the_end_convolutions_fp32_unless_all_int8(tmp_path, skimage_photo_dir):
+def test_quantize_cli_keeps_the_classifier_convolution_fp32_unless_all_int8(tmp_path, skimage_photo_dir):
     torch.manual_seed(0)
     model = build_model("squeezenet1_1", 10, small_input=True)
     weights = tmp_path / "m.safetensors"
     preprocess = Preprocess(crop=32, resize=32)
     save_checkpoint(weights, model.state_dict(), replace(model.pretrained_cfg, preprocess=preprocess))
-    for flags, name in (([], "ends.onnx"), (["--all-int8"], "all.onnx")):
+    for flags, name in (([], "last.onnx"), (["--all-int8"], "all.onnx")):
         assert main(["quantize", "squeezenet1_1", "--weights", str(weights), "--calibration", str(skimage_photo_dir),
                      "--max-images", "4", "-o", str(tmp_path / name), *flags]) == 0
-    assert _fp32_convs(tmp_path / "ends.onnx") == [True] + [False] * 24 + [True]
+    assert _fp32_convs(tmp_path / "last.onnx") == [False] * 25 + [True]
     assert _fp32_convs(tmp_path / "all.onnx") == [False] * 26
-    assert "convolutions 0, -1 in fp32" in build_model(tmp_path / "ends.onnx").pretrained_cfg.extra["quantization"]
+    assert "convolutions -1 in fp32" in build_model(tmp_path / "last.onnx").pretrained_cfg.extra["quantization"]
 
 
 def test_int8_model_is_quantized_close_to_fp32_and_loadable(tmp_path):
@@ -94,8 +94,8 @@ def test_int8_squeezenet1_1_agrees_with_fp32(tmp_path, shared_data):
     train = cifar10_images(meta.preprocess, data_dir=shared_data, split="train", limit=26)
     path = quantize_int8(model, tmp_path / "int8.onnx", photos + [read() for read in train.readers],
                          max_images=32, reduce_range=False)
-    # the first and the classifier convolution stay fp32 (FP32_CONVS), so do the logits; the 24 others are INT8
-    assert _fp32_convs(path) == [True] + [False] * 24 + [True]
+    # the classifier convolution stays fp32 (FP32_CONVS), so do the logits; the 25 others are INT8
+    assert _fp32_convs(path) == [False] * 25 + [True]
     int8 = build_model(path, architecture="squeezenet1_1")
     images = pil_images(photos, meta.preprocess, batch_size=63) + cifar10_images(
         meta.preprocess, data_dir=shared_data, limit=120, batch_size=63)

@@ -59,10 +59,10 @@ def test_int8_caffe_weights_with_their_bgr_preprocessing(tmp_path, imagenet_samp
     against fp32 on the 100 labelled ImageNet samples; ``optimize``'s own check passes it (every fp32-decisive
     calibration crop keeps its answer).
 
-    Measured (benchmarks/results/int8_own_data.json; first and last convolution in fp32): fp32 70%, INT8 70%,
-    agreement 94% (the 6 changed answers are near-ties, fp32 leads of 0.007-0.13), mean KL 0.008; with every
-    convolution INT8 67%, 91% and 0.023. 100 images cannot resolve the issue's 0.5 points; the bounds keep
-    one image of top-1, two of agreement and half the KL as margin.
+    Measured (benchmarks/results/int8_own_data.json; classifier convolution in fp32): fp32 70%, INT8 69%,
+    agreement 95% (the changed answers are near-ties), mean KL 0.009; with every convolution INT8 67%, 91% and
+    0.023. 100 images cannot resolve the issue's 0.5 points (docs/compression.md); the bounds keep one image
+    of top-1, two of agreement and half the KL as margin.
     """
     model = build_model("squeezenet1_1.caffe")
     preprocess = model.pretrained_cfg.require_preprocess("the test")
@@ -73,5 +73,5 @@ def test_int8_caffe_weights_with_their_bgr_preprocessing(tmp_path, imagenet_samp
     logits, labels = collect_logits({"fp32": model, "int8": int8}, samples)
     fidelity = compare(logits["fp32"], logits["int8"], labels)
     assert fidelity.labelled == 100 and fidelity.top1_parent == 70.0  # the registry's samples100_top1 for these weights
-    assert fidelity.top1_child >= fidelity.top1_parent - 1.0, fidelity.summary()
-    assert fidelity.agreement >= 92.0 and fidelity.mean_kl <= 0.012, fidelity.summary()
+    assert fidelity.top1_child >= fidelity.top1_parent - 2.0, fidelity.summary()
+    assert fidelity.agreement >= 93.0 and fidelity.mean_kl <= 0.014, fidelity.summary()
