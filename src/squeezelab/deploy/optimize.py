@@ -60,9 +60,9 @@ INT8_MIN_AGREEMENT = 98.0
 #: Most images the INT8 agreement check reads from the ``validation`` folder.
 INT8_CHECK_IMAGES = 64
 #: The agreement check counts only images on which fp32 is decisive: its top-1 softmax probability leads the
-#: runner-up by at least this much. Near-ties flip under any rounding without costing accuracy: every top-1
-#: change of squeezenet1_1.caffe's INT8 on 64 photo crops (4) had a lead under 0.03, and on none of the 48
-#: crops with a lead >= 0.05 did the answer change (docs/compression.md).
+#: runner-up by at least this much. Near-ties flip under any rounding without costing accuracy: each of the 5
+#: top-1 changes of squeezenet1_1.caffe's INT8 on its 64 photo calibration crops had a lead under 0.05, and on
+#: none of the 48 crops with a larger lead did the answer change (docs/compression.md).
 INT8_DECISIVE_MARGIN = 0.05
 
 
