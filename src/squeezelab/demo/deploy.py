@@ -13,10 +13,11 @@ from ..export.timing import machine_info, sgemm_gflops
 from ..models import create_model
 from ..tables import format_table
 from ..weights import load_model
-from .bench import BENCH_HEADERS, bench_model, bench_table_rows
+from ..deploy.bench import BENCH_HEADERS, bench_model, bench_table_rows
+from .report import DemoContext
 
 
-def _demo_model(ctx) -> tuple[nn.Module, object, str]:
+def _demo_model(ctx: DemoContext) -> tuple[nn.Module, object, str]:
     checkpoint = ctx.artifacts.get("checkpoint")
     if isinstance(checkpoint, nn.Module):
         return checkpoint.eval(), None, "the trained model"
@@ -26,7 +27,7 @@ def _demo_model(ctx) -> tuple[nn.Module, object, str]:
     return create_model("squeezenet1_1").eval(), None, "squeezenet1_1 (random init: no checkpoint from training)"
 
 
-def stage(ctx) -> None:
+def stage(ctx: DemoContext) -> None:
     """Export to ONNX with metadata, report the parity, and bench zoo eager / optimized eager / ONNX Runtime."""
     model, meta, label = _demo_model(ctx)
     size = meta.preprocess.crop if meta is not None else (64 if ctx.quick else 224)

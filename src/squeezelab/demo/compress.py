@@ -6,14 +6,14 @@ from pathlib import Path
 
 import torch
 
-from ..demo import DemoContext
 from ..errors import SqueezelabError
 from ..models import create_model
 from ..tables import format_table
 from ..weights.checkpoint import CheckpointMeta
 from ..weights.loader import load_model, load_weights
 from ..weights.registry import fetch_weights
-from .pipeline import compress_model
+from ..compress.pipeline import compress_model
+from .report import DemoContext
 
 
 def _source(ctx: DemoContext) -> tuple[dict[str, torch.Tensor], CheckpointMeta, str]:
