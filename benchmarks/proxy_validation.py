@@ -11,6 +11,11 @@ top-1 of earlier epochs (recorded, free) is the short-training proxy::
     python benchmarks/proxy_validation.py train --data DIR --spec "sqnxt23v5_w1:..." --seeds 0 1 2
     python benchmarks/proxy_validation.py analyse --data DIR    # proxies + the validation table (JSON + stdout)
 
+``analyse`` scores every sampled design's proxies (params, MACs and the zero-cost ones, cached in
+``--out``) and ranks them against the mean top-1 of the runs recorded so far: Kendall tau and Spearman rho
+with bootstrap 95% intervals, top-10 recall, and the seed-to-seed tau (seed 0 against seed 1) as the noise
+ceiling. It says how many designs and runs the table stands on; statistics that need more are left empty.
+
 Protocol (``PROTOCOL``): 5,000 training images (one fixed subset, ``data_seed`` 0), 3 epochs at 32 px with the
 small-input stem, batch 32, ``recipe="fast"``; top-1 on a fixed 2,000 of the 10,000 test images.
 """
@@ -19,17 +24,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from squeezelab.io import atomic_write_text
+from squeezelab.models import create_model
+from squeezelab.search.problem import PROXY_CLASSES, ProxyScorer, proxy_batch
+from squeezelab.search.proxies import ZERO_COST, zero_cost_scores
+from squeezelab.search.ranking import bootstrap, kendall_tau, spearman_rho, top_k_recall
 from squeezelab.search.space import MODEL, REFERENCES, ArchSpace, Architecture, RandomSuggester
 from squeezelab.tables import format_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "proxy_validation_runs.json"
+REPORT = RESULTS / "proxy_validation.json"
+#: The proxies ranked against short training: the two size baselines, the zero-cost ones, and the training
+#: top-1 after the first epoch (the short-training proxy: a third of the budget).
+PROXY_NAMES = ("params", "macs", *ZERO_COST, "train_top1_epoch1")
+#: Designs needed for a rank statistic (fewer and the table leaves it empty).
+MIN_DESIGNS = 5
 PROTOCOL = dict(train_limit=5000, val_limit=2000, data_seed=0, epochs=3, batch_size=32, recipe="fast", input_size=32,
                 eval_every=3)
 #: The seed of the random designs (the first two are always v1 and v5).
@@ -100,6 +118,72 @@ def run_training(args: argparse.Namespace) -> int:
     return 0
 
 
+def score_proxies(archs: list[Architecture], data: str, cached: dict) -> dict:
+    """{spec: {proxy: value}} of params, MACs and the zero-cost proxies (network initialised from seed 0)."""
+    batch, sizes = proxy_batch(data), ProxyScorer()
+    scores = dict(cached)
+    for i, arch in enumerate(archs, 1):
+        if arch.spec in scores:
+            continue
+        torch.manual_seed(0)
+        model = create_model(MODEL, num_classes=PROXY_CLASSES, small_input=True, **arch.model_kwargs)
+        scores[arch.spec] = {"params": sizes.score(arch, "params"), "macs": sizes.score(arch, "macs"),
+                             **zero_cost_scores(model, *batch)}
+        print(f"[{i}/{len(archs)}] proxies of {arch.spec}", flush=True)
+    return scores
+
+
+def _statistics(proxy: list[float], truth: list[float]) -> dict:
+    if len(truth) < MIN_DESIGNS:
+        return {}
+    tau, rho = bootstrap(kendall_tau, proxy, truth), bootstrap(spearman_rho, proxy, truth)
+    return {"kendall_tau": [tau.value, tau.low, tau.high], "spearman_rho": [rho.value, rho.low, rho.high],
+            "top10_recall": top_k_recall(proxy, truth, 10) if len(truth) >= 20 else None}
+
+
+def analyse(args: argparse.Namespace) -> int:
+    data = load_runs(Path(args.runs))
+    archs = [Architecture.from_dict(d) for d in data.get("designs", [])] or sample_architectures(args.archs)
+    out = Path(args.out)
+    report = json.loads(out.read_text()) if out.is_file() else {}
+    report["proxies"] = score_proxies(archs, args.data, report.get("proxies", {}))
+    atomic_write_text(out, json.dumps(report, indent=1))
+    by_design: dict[str, dict[int, dict]] = {}
+    for run in data["runs"]:
+        by_design.setdefault(run["spec"], {})[run["seed"]] = run
+    trained = [a.spec for a in archs if a.spec in by_design]
+    truth = [statistics.mean(r["top1"] for r in by_design[s].values()) for s in trained]
+    rows, table = {}, []
+    for name in PROXY_NAMES:
+        if name == "train_top1_epoch1":
+            values = [statistics.mean(r["train_top1_by_epoch"][0] for r in by_design[s].values()) for s in trained]
+        else:
+            values = [report["proxies"][s][name] for s in trained]
+        rows[name] = _statistics(values, truth)
+        stats = rows[name]
+        table.append([name, *(f"{stats[k][0]:+.2f} [{stats[k][1]:+.2f}, {stats[k][2]:+.2f}]" if stats else "n/a"
+                              for k in ("kendall_tau", "spearman_rho")),
+                      f"{stats['top10_recall']:.1f}" if stats and stats["top10_recall"] is not None else "n/a"])
+    paired = [s for s in trained if {0, 1} <= set(by_design[s])]
+    ceiling = (_statistics([by_design[s][0]["top1"] for s in paired], [by_design[s][1]["top1"] for s in paired])
+               if len(paired) >= MIN_DESIGNS else {})
+    runs = sum(len(v) for v in by_design.values())
+    report.update(protocol=data["protocol"], designs_sampled=len(archs), designs_trained=len(trained),
+                  runs_done=runs, runs_planned=len(archs) * 2, designs_with_two_seeds=len(paired),
+                  validation=rows, seed_to_seed=ceiling)
+    atomic_write_text(out, json.dumps(report, indent=1))
+    print(f"{runs} of {len(archs) * 2} runs done: {len(trained)} designs trained, {len(paired)} with both seeds "
+          f"(statistics need >= {MIN_DESIGNS} designs, top-10 recall >= 20)")
+    print(format_table(["proxy", "Kendall tau [95% CI]", "Spearman rho [95% CI]", "top-10 recall"], table))
+    if ceiling:
+        print(f"seed-to-seed tau (noise ceiling): {ceiling['kendall_tau'][0]:+.2f} "
+              f"[{ceiling['kendall_tau'][1]:+.2f}, {ceiling['kendall_tau'][2]:+.2f}] over {len(paired)} designs")
+    else:
+        print(f"seed-to-seed tau: n/a ({len(paired)} designs with both seeds)")
+    print(f"wrote {out}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +194,12 @@ def main() -> int:
     t.add_argument("--spec", nargs="+", help="train these designs (MODEL:KEY=VALUE) instead of the sample")
     t.add_argument("--runs", default=str(RUNS), help="the records file (appended, resumed)")
     t.set_defaults(func=run_training)
+    a = sub.add_parser("analyse", help="proxies of every design and the validation table from the runs so far")
+    a.add_argument("--data", required=True, help="folder holding the CIFAR-10 JPEG zips")
+    a.add_argument("--archs", type=int, default=50)
+    a.add_argument("--runs", default=str(RUNS))
+    a.add_argument("--out", default=str(REPORT))
+    a.set_defaults(func=analyse)
     args = parser.parse_args()
     return args.func(args)
 

@@ -23,6 +23,7 @@ EXTRAS = {
     "tqdm": "train",
     "skimage": "data",
     "yaml": "data",
+    "optuna": "search",
 }
 
 

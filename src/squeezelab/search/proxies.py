@@ -59,7 +59,7 @@ def synflow(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     net.zero_grad(set_to_none=True)
     output = net(torch.ones((1, *input_shape), dtype=torch.float64))
     output.sum().backward()
-    score = sum(float((w * w.grad).abs().sum()) for w in _weights(net) if w.grad is not None)
+    score = sum(float((w.detach() * w.grad).abs().sum()) for w in _weights(net) if w.grad is not None)
     if not math.isfinite(score):
         raise SqueezelabError(f"synflow overflowed float64 ({score}); the network is too deep for this proxy")
     return math.log(score) if score > 0 else -math.inf
@@ -76,7 +76,7 @@ def _loss_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 def snip(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Sum of |theta * dL/dtheta| over the conv and FC weights (SNIP connection sensitivity)."""
     net = _loss_gradients(model, images, labels)
-    return sum(float((w * w.grad).abs().sum()) for w in _weights(net) if w.grad is not None)
+    return sum(float((w.detach() * w.grad).abs().sum()) for w in _weights(net) if w.grad is not None)
 
 
 def grad_norm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
