@@ -11,8 +11,10 @@ Sections (``--only`` picks some):
 - ``arch``: the ``arch`` space on the paper's accelerator (Squeezelerator: 32x32, best dataflow per layer,
   128 KiB): minimise cycles and energy with the proxy >= 1.0-SqNxt-23v5's; the design with the largest
   min(cycles gain, energy gain) over v5.
+- ``arch21``: the same keeping SqNxt-23's 21 blocks (the paper's moves), so that the proxy cannot be met by
+  a shallow network with a wide last stage (what ``arch`` finds with the params proxy).
 - ``joint``: v5 on its best (least-EDP) accelerator of the grid, then the ``joint`` space minimising EDP with
-  the proxy >= v5's, both under the same area budget; the EDP gain.
+  the proxy >= v5's, both under the same area budget; the EDP gain. ``joint21`` keeps the 21 blocks.
 
 The proxy is the number of parameters (``--proxy``); docs/codesign.md says why. Costs are for one 227 x 227
 image, energies in the preset's units (Eyeriss-normalised, a MAC = 1)::
@@ -43,7 +45,7 @@ from squeezelab.search.space import V5
 from squeezelab.tables import format_table
 
 RESULTS = Path(__file__).resolve().parent / "results" / "codesign.json"
-SECTIONS = ("ordering", "exact", "nsga2", "arch", "joint")
+SECTIONS = ("ordering", "exact", "nsga2", "arch", "arch21", "joint", "joint21")
 
 
 def ordering() -> dict[str, Any]:
@@ -129,12 +131,12 @@ def _feasible_evaluations(problem: Problem, study: Any) -> list[Any]:
     return [problem.evaluate(arch, hw) for arch, hw in designs]
 
 
-def arch_search(trials: int, seed: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    problem = Problem(get_space("arch"), ("cycles", "energy"), extra_proxies=extra)
+def arch_search(trials: int, seed: int, space: str = "arch") -> dict[str, Any]:
+    problem = Problem(get_space(space), ("cycles", "energy"))
     paper = problem.space.hardware.paper
     v5 = problem.evaluate(V5, paper)
     problem.min_proxy = v5.proxies[problem.proxy]
-    study = run_study(problem, trials, "nsga2", seed, storage=None, study_name="arch")
+    study = run_study(problem, trials, "nsga2", seed, storage=None, study_name=space)
     evaluations = _feasible_evaluations(problem, study)
     best = max(evaluations, key=lambda e: min(1 - e.cost.cycles / v5.cost.cycles, 1 - e.cost.energy / v5.cost.energy))
     found = _design(best, v5, problem.space.hardware)
@@ -145,18 +147,18 @@ def arch_search(trials: int, seed: int, extra: tuple[str, ...] = ()) -> dict[str
                         [found["spec"].split(":", 1)[1], f"{best.cost.cycles:,}", f"{best.cost.energy:.4g}",
                          f"{best.proxies[problem.proxy]:.4g}", f"{found['cycles_gain']:.1%}",
                          f"{found['energy_gain']:.1%}"]]))
-    return {"trials": trials, "seed": seed, "proxy": problem.proxy, "accelerator": paper.to_dict(),
+    return {"space": space, "trials": trials, "seed": seed, "proxy": problem.proxy, "accelerator": paper.to_dict(),
             "v5": _design(v5, v5, problem.space.hardware), "best": found,
             "designs_beating_v5_by_10pct_in_both": len(both10), "feasible_designs": len(evaluations)}
 
 
-def joint_search(trials: int, seed: int) -> dict[str, Any]:
-    problem = Problem(get_space("joint"), ("edp",))
+def joint_search(trials: int, seed: int, space_name: str = "joint") -> dict[str, Any]:
+    problem = Problem(get_space(space_name), ("edp",))
     space = problem.space.hardware
     v5_all = [problem.evaluate(V5, hw) for hw in space.feasible()]
     v5 = min(v5_all, key=lambda e: e.cost.edp)
     problem.min_proxy = v5.proxies[problem.proxy]
-    study = run_study(problem, trials, "nsga2", seed, storage=None, study_name="joint")
+    study = run_study(problem, trials, "nsga2", seed, storage=None, study_name=space_name)
     evaluations = _feasible_evaluations(problem, study)
     best = min(evaluations, key=lambda e: e.cost.edp)
     found = _design(best, v5, space)
@@ -165,7 +167,7 @@ def joint_search(trials: int, seed: int) -> dict[str, Any]:
                          f"{v5.cost.edp:.4g}", f"{v5.proxies[problem.proxy]:.4g}", ""],
                         [found["spec"].split(":", 1)[1], best.hardware.config(space.base_config).name, f"{best.area:g}",
                          f"{best.cost.edp:.4g}", f"{best.proxies[problem.proxy]:.4g}", f"{found['edp_gain']:.1%}"]]))
-    return {"trials": trials, "seed": seed, "proxy": problem.proxy, "area_budget": space.budget,
+    return {"space": space_name, "trials": trials, "seed": seed, "proxy": problem.proxy, "area_budget": space.budget,
             "v5_accelerators_tried": len(v5_all), "v5_best": _design(v5, v5, space), "best": found}
 
 
@@ -193,10 +195,12 @@ def main() -> int:
             save("exact", result)
         if "nsga2" in args.only:
             save("nsga2", optimizer_runs(problem, enumeration, args.seeds, args.trials))
-    if "arch" in args.only:
-        save("arch", arch_search(args.trials, args.seeds[0]))
-    if "joint" in args.only:
-        save("joint", joint_search(args.trials, args.seeds[0]))
+    for space in ("arch", "arch21"):
+        if space in args.only:
+            save(space, arch_search(args.trials, args.seeds[0], space))
+    for space in ("joint", "joint21"):
+        if space in args.only:
+            save(space, joint_search(args.trials, args.seeds[0], space))
     print(f"wrote {path}")
     return 0
 

@@ -170,6 +170,10 @@ CASES = [
     ("simulate sqnxt23_w1 --json {d}/dir", "is a folder"),
     ("simulate sqnxt23_w1 --csv {d}/fifo", "a FIFO"),
     ("simulate sqnxt23_w1 --export-scalesim {d}/img.png", "not a folder"),
+    ("search -o {d}/img.png --trials 1", "not a folder"),
+    ("search -o {d}/out --min-proxy lots", "--min-proxy"),
+    ("search -o {d}/out --proxy synflow", "--data"),
+    ("search -o {d}/out --arrays 0,8", "positive integers"),
     ("simulate sqnxt23_w1 --dram-bw nan", "dram_bw"),
     # train: argparse-level only
     ("train squeezenet1_1 --epochs 0", "--epochs"),

@@ -8,7 +8,7 @@ from ..errors import SqueezelabError
 from ..tables import format_table
 from .args import check_outputs, int_range, positive_float, positive_int
 
-_SPACES = ("depth21", "arch", "joint")
+_SPACES = ("depth21", "arch", "arch21", "joint", "joint21")
 _SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
 _PROXIES = ("params", "macs", "synflow", "snip", "grad_norm", "jacob_cov", "naswot")
 _OBJECTIVES = ("cycles", "energy", "edp", "proxy")
@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="where the front, plots and study go")
     p.add_argument("--space", choices=_SPACES, default="depth21",
                    help="depth21: the 1,140 splits of SqNxt-23's 21 blocks x a hardware grid (default); arch: every "
-                        "architecture choice on the paper's accelerator; joint: architecture x hardware")
+                        "architecture choice on the paper's accelerator; arch21: the same keeping 21 blocks; joint: "
+                        "architecture x hardware; joint21: the same keeping 21 blocks")
     p.add_argument("--sampler", choices=_SAMPLERS, default="nsga2",
                    help="nsga2 (default), tpe, random, or exhaustive (enumerate a finite space)")
     p.add_argument("--trials", type=positive_int, default=1000, help="evaluations in the study (default 1000)")

@@ -351,15 +351,20 @@ def _v5_only(**changes: Any) -> ArchSpace:
     return ArchSpace(**{**fixed, **changes})
 
 
+_PAPER_HARDWARE = HardwareSpace(rows=(32,), cols=(32,), glb_kib=(128,), dataflows=("best",))
 #: Named spaces for ``squeezelab search --space``.
 SPACES: dict[str, SearchSpace] = {
     # The exact sub-space: every split of SqNxt-23's 21 blocks (1,140) at v5's other choices, x 64 arrays x 4 GLB
     # sizes x 4 dataflows, under the Squeezelerator's area.
     "depth21": SearchSpace(_v5_only(total_blocks=SQNXT23_BLOCKS), HardwareSpace()),
     # The paper's accelerator fixed; every architecture choice free.
-    "arch": SearchSpace(ArchSpace(), HardwareSpace(rows=(32,), cols=(32,), glb_kib=(128,), dataflows=("best",))),
+    "arch": SearchSpace(ArchSpace(), _PAPER_HARDWARE),
+    # The same with SqNxt-23's 21 blocks kept (the paper's moves): depth splits, widths and block variants.
+    "arch21": SearchSpace(ArchSpace(total_blocks=SQNXT23_BLOCKS), _PAPER_HARDWARE),
     # Everything free (architecture x hardware).
     "joint": SearchSpace(ArchSpace(), HardwareSpace()),
+    # The same keeping SqNxt-23's 21 blocks.
+    "joint21": SearchSpace(ArchSpace(total_blocks=SQNXT23_BLOCKS), HardwareSpace()),
 }
 
 
