@@ -118,10 +118,11 @@ def run_training(args: argparse.Namespace) -> int:
     return 0
 
 
-def score_proxies(archs: list[Architecture], data: str, cached: dict) -> dict:
-    """{spec: {proxy: value}} of params, MACs and the zero-cost proxies (network initialised from seed 0)."""
+def score_proxies(archs: list[Architecture], data: str, report: dict, out: Path) -> dict:
+    """{spec: {proxy: value}} of params, MACs and the zero-cost proxies (network initialised from seed 0),
+    saved to ``out`` after each design (an interrupted run keeps what it scored)."""
     batch, sizes = proxy_batch(data), ProxyScorer()
-    scores = dict(cached)
+    scores = report.setdefault("proxies", {})
     for i, arch in enumerate(archs, 1):
         if arch.spec in scores:
             continue
@@ -129,6 +130,7 @@ def score_proxies(archs: list[Architecture], data: str, cached: dict) -> dict:
         model = create_model(MODEL, num_classes=PROXY_CLASSES, small_input=True, **arch.model_kwargs)
         scores[arch.spec] = {"params": sizes.score(arch, "params"), "macs": sizes.score(arch, "macs"),
                              **zero_cost_scores(model, *batch)}
+        atomic_write_text(out, json.dumps(report, indent=1))
         print(f"[{i}/{len(archs)}] proxies of {arch.spec}", flush=True)
     return scores
 
@@ -146,8 +148,7 @@ def analyse(args: argparse.Namespace) -> int:
     archs = [Architecture.from_dict(d) for d in data.get("designs", [])] or sample_architectures(args.archs)
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.is_file() else {}
-    report["proxies"] = score_proxies(archs, args.data, report.get("proxies", {}))
-    atomic_write_text(out, json.dumps(report, indent=1))
+    score_proxies(archs, args.data, report, out)
     by_design: dict[str, dict[int, dict]] = {}
     for run in data["runs"]:
         by_design.setdefault(run["spec"], {})[run["seed"]] = run

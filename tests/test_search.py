@@ -22,7 +22,7 @@ from squeezelab.models import create_model
 from squeezelab.search import (CostModel, Hardware, HardwareSpace, Problem, REFERENCES, SearchSpace, bootstrap,
                                enumerate_problem, hypervolume, kendall_tau, nondominated, spearman_rho, top_k_recall)
 from squeezelab.search.costs import cost_matrix
-from squeezelab.search.proxies import naswot, relu_kernel, synflow
+from squeezelab.search.proxies import grad_norm, naswot, relu_kernel, snip, synflow, zero_cost_scores
 from squeezelab.search.space import (MODEL, PAPER_SEQUENCE, V5, ArchSpace, Architecture, _v5_only, depth_splits,
                                      split_from_sorted)
 
@@ -178,6 +178,18 @@ def test_naswot_kernel_counts_agreeing_relu_units():
                             dtype=torch.float64)
     torch.testing.assert_close(relu_kernel(net, images), expected)
     assert naswot(net, images) == pytest.approx(float(torch.linalg.slogdet(expected)[1]))
+
+
+def test_snip_and_grad_norm_are_the_loss_gradient_sums_and_share_one_backward_pass():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    images, labels = torch.randn(8, 6, 1, 1), torch.randint(0, 3, (8,))
+    nn.functional.cross_entropy(net(images), labels).backward()
+    weights = [net[1].weight, net[3].weight]
+    assert snip(net, images, labels) == pytest.approx(sum(float((w.detach() * w.grad).abs().sum()) for w in weights))
+    assert grad_norm(net, images, labels) == pytest.approx(sum(float(w.grad.norm()) for w in weights))
+    both = zero_cost_scores(net, images, labels, names=["snip", "grad_norm"])
+    assert both == {"snip": snip(net, images, labels), "grad_norm": grad_norm(net, images, labels)}
 
 
 # --- optimizer and CLI -------------------------------------------------------------------------------------------

@@ -73,16 +73,22 @@ def _loss_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     return net
 
 
+def _snip_of(net: nn.Module) -> float:
+    return sum(float((w.detach() * w.grad).abs().sum()) for w in _weights(net) if w.grad is not None)
+
+
+def _grad_norm_of(net: nn.Module) -> float:
+    return sum(float(w.grad.norm()) for w in _weights(net) if w.grad is not None)
+
+
 def snip(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Sum of |theta * dL/dtheta| over the conv and FC weights (SNIP connection sensitivity)."""
-    net = _loss_gradients(model, images, labels)
-    return sum(float((w.detach() * w.grad).abs().sum()) for w in _weights(net) if w.grad is not None)
+    return _snip_of(_loss_gradients(model, images, labels))
 
 
 def grad_norm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Sum over the conv and FC layers of the L2 norm of the loss gradient of their weights."""
-    net = _loss_gradients(model, images, labels)
-    return sum(float(w.grad.norm()) for w in _weights(net) if w.grad is not None)
+    return _grad_norm_of(_loss_gradients(model, images, labels))
 
 
 def jacob_cov(model: nn.Module, images: torch.Tensor, labels: Optional[torch.Tensor] = None) -> float:
@@ -132,7 +138,13 @@ def zero_cost_scores(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
                      names: Iterable[str] = ZERO_COST) -> dict[str, float]:
     """The named zero-cost proxies of ``model`` on one batch (``synflow`` uses only the batch's image shape)."""
     scores = {}
+    names = list(names)
+    if "snip" in names and "grad_norm" in names:  # one backward pass serves both
+        net = _loss_gradients(model, images, labels)
+        scores.update(snip=_snip_of(net), grad_norm=_grad_norm_of(net))
     for name in names:
+        if name in scores:
+            continue
         if name == "synflow":
             scores[name] = synflow(model, tuple(images.shape[1:]))
         elif name in _DATA_PROXIES:
