@@ -20,6 +20,8 @@ The proxy is the number of parameters (``--proxy``); docs/codesign.md says why. 
 image, energies in the preset's units (Eyeriss-normalised, a MAC = 1)::
 
     nice -n 10 python benchmarks/codesign.py [--seeds 0 1 2 3 4] [--trials 1000] [--only exact nsga2]
+    nice -n 10 python benchmarks/codesign.py --only nsga2 --population 20 --mutation-prob 0.3 --samplers nsga2 \
+        --seeds 0 1 2 3 4 5 6 7 8 9
 
 Prints a table per section and writes ``benchmarks/results/codesign.json`` (sections merged into an existing
 file, so sections can be rerun one at a time).
@@ -32,7 +34,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -40,7 +42,7 @@ from squeezelab.export.timing import machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.search import CostModel, Hardware, HardwareSpace, PAPER_SEQUENCE, Problem, REFERENCES, get_space
 from squeezelab.search.exact import enumerate_problem
-from squeezelab.search.optimize import feasible_points, finished_trials, hypervolume_history, run_study, trial_design
+from squeezelab.search.optimize import POPULATION, feasible_points, finished_trials, hypervolume_history, run_study, trial_design
 from squeezelab.search.space import V5
 from squeezelab.tables import format_table
 
@@ -94,15 +96,18 @@ def exact(problem: Problem) -> tuple[dict[str, Any], Any]:
     return result, enumeration
 
 
-def optimizer_runs(problem: Problem, enumeration: Any, seeds: list[int], trials: int) -> dict[str, Any]:
+def optimizer_runs(problem: Problem, enumeration: Any, seeds: list[int], trials: int, population: int = POPULATION,
+                   mutation_prob: Optional[float] = None, samplers: Sequence[str] = ("nsga2", "random")) -> dict[str, Any]:
     normalizer, target = enumeration.normalizer(), enumeration.hypervolume
-    out: dict[str, Any] = {"trials": trials, "seeds": seeds, "exact_hypervolume": target}
+    out: dict[str, Any] = {"trials": trials, "seeds": seeds, "population": population, "mutation_prob": mutation_prob,
+                           "exact_hypervolume": target}
     table = []
-    for sampler in ("nsga2", "random"):
+    for sampler in samplers:
         runs = []
         for seed in seeds:
             wall = time.perf_counter()
-            study = run_study(problem, trials, sampler, seed, storage=None, study_name=f"{sampler}-{seed}")
+            study = run_study(problem, trials, sampler, seed, storage=None, study_name=f"{sampler}-{seed}",
+                              population=population, mutation_prob=mutation_prob)
             history = hypervolume_history(problem, study, normalizer)
             share = history.hypervolume / target
             runs.append({"seed": seed, "final_share": float(share[-1]), "reached_99_at": history.reached(0.99 * target),
@@ -176,6 +181,9 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--population", type=int, default=POPULATION, help="NSGA-II population (default 50)")
+    parser.add_argument("--mutation-prob", type=float, help="NSGA-II mutation probability (default 1/parameters)")
+    parser.add_argument("--samplers", nargs="+", default=["nsga2", "random"], choices=["nsga2", "tpe", "random"])
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     path = Path(args.out)
@@ -194,7 +202,10 @@ def main() -> int:
         if "exact" in args.only:
             save("exact", result)
         if "nsga2" in args.only:
-            save("nsga2", optimizer_runs(problem, enumeration, args.seeds, args.trials))
+            key = "nsga2" + (f"_population{args.population}" if args.population != POPULATION else "") + (
+                f"_mutation{args.mutation_prob:g}" if args.mutation_prob is not None else "")
+            save(key, optimizer_runs(problem, enumeration, args.seeds, args.trials, args.population,
+                                     args.mutation_prob, args.samplers))
     for space in ("arch", "arch21"):
         if space in args.only:
             save(space, arch_search(args.trials, args.seeds[0], space))

@@ -148,11 +148,15 @@ def analyse(args: argparse.Namespace) -> int:
     archs = [Architecture.from_dict(d) for d in data.get("designs", [])] or sample_architectures(args.archs)
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.is_file() else {}
-    score_proxies(archs, args.data, report, out)
+    if args.cached_only:
+        report.setdefault("proxies", {})
+    else:
+        score_proxies(archs, args.data, report, out)
+    scored = [a for a in archs if a.spec in report["proxies"]]
     by_design: dict[str, dict[int, dict]] = {}
     for run in data["runs"]:
         by_design.setdefault(run["spec"], {})[run["seed"]] = run
-    trained = [a.spec for a in archs if a.spec in by_design]
+    trained = [a.spec for a in scored if a.spec in by_design]
     truth = [statistics.mean(r["top1"] for r in by_design[s].values()) for s in trained]
     rows, table = {}, []
     for name in PROXY_NAMES:
@@ -169,10 +173,12 @@ def analyse(args: argparse.Namespace) -> int:
     ceiling = (_statistics([by_design[s][0]["top1"] for s in paired], [by_design[s][1]["top1"] for s in paired])
                if len(paired) >= MIN_DESIGNS else {})
     runs = sum(len(v) for v in by_design.values())
-    report.update(protocol=data["protocol"], designs_sampled=len(archs), designs_trained=len(trained),
+    report.update(protocol=data["protocol"], designs_sampled=len(archs), designs_scored=len(scored),
+                  designs_trained=len(trained),
                   runs_done=runs, runs_planned=len(archs) * 2, designs_with_two_seeds=len(paired),
                   validation=rows, seed_to_seed=ceiling)
     atomic_write_text(out, json.dumps(report, indent=1))
+    print(f"zero-cost proxies scored for {len(scored)} of {len(archs)} designs")
     print(f"{runs} of {len(archs) * 2} runs done: {len(trained)} designs trained, {len(paired)} with both seeds "
           f"(statistics need >= {MIN_DESIGNS} designs, top-10 recall >= 20)")
     print(format_table(["proxy", "Kendall tau [95% CI]", "Spearman rho [95% CI]", "top-10 recall"], table))
@@ -200,6 +206,7 @@ def main() -> int:
     a.add_argument("--archs", type=int, default=50)
     a.add_argument("--runs", default=str(RUNS))
     a.add_argument("--out", default=str(REPORT))
+    a.add_argument("--cached-only", action="store_true", help="rank only the designs whose proxies are in --out")
     a.set_defaults(func=analyse)
     args = parser.parse_args()
     return args.func(args)

@@ -202,7 +202,7 @@ def _search(out, *extra):
 def test_search_rows_are_reproduced_by_simulate_and_the_study_resumes(tmp_path, capsys):
     pytest.importorskip("optuna")
     out = tmp_path / "run"
-    assert _search(out, "--trials", "30", "--population", "10", "--exact") == 0
+    assert _search(out, "--trials", "30", "--population", "10", "--mutation-prob", "0.3", "--exact") == 0
     report = json.loads((out / "pareto.json").read_text())
     assert report["trials"] == 30 and report["designs"]
     assert report["exact"]["designs"] == 1140 * 7 * 2  # 272 PE-equivalents: 4 arrays with 64 KiB, 3 with 128, x 2 dataflows

@@ -6,7 +6,7 @@ import argparse
 
 from ..errors import SqueezelabError
 from ..tables import format_table
-from .args import check_outputs, int_range, positive_float, positive_int
+from .args import check_outputs, float_range, int_range, positive_float, positive_int
 
 _SPACES = ("depth21", "arch", "arch21", "joint", "joint21")
 _SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
@@ -57,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=positive_int, default=1000, help="evaluations in the study (default 1000)")
     p.add_argument("--seed", type=int_range(0, 2**32 - 1, what="a seed"), default=0)
     p.add_argument("--population", type=positive_int, default=50, help="NSGA-II population (default 50)")
+    p.add_argument("--mutation-prob", type=float_range(0, 1, low_open=True), metavar="P",
+                   help="NSGA-II mutation probability per parameter (default 1/parameters; docs/codesign.md: 0.3 with "
+                        "population 20 did best on depth21)")
     p.add_argument("--proxy", choices=_PROXIES, default="params",
                    help="accuracy proxy to maximise (default params; docs/codesign.md says which proxies "
                         "beat it on the validation); the zero-cost ones need --data")
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                               "use --sampler nsga2 or tpe")
     result = search(args.output, space, args.sampler, args.trials, args.seed, args.proxy, args.objectives, min_proxy,
                     args.extra_proxies, args.data, args.storage, args.study_name, args.exact, args.population,
-                    args.plots, space_name=args.space)
+                    args.plots, space_name=args.space, mutation_prob=args.mutation_prob)
     s = result.summary
     print(f"{s['space']}: {s['trials']} designs evaluated ({s['sampler']}), {len(result.designs)} on the front, "
           f"area <= {s['area_budget']:g}, {s['seconds']:.1f} s")

@@ -44,10 +44,12 @@ def _constraint_keywords(optuna: Any) -> dict[str, Any]:
     return {} if hasattr(optuna.trial.Trial, "set_constraint") else {"constraints_func": _constraints}
 
 
-def make_sampler(name: str, seed: int, population: int = POPULATION) -> Any:
+def make_sampler(name: str, seed: int, population: int = POPULATION, mutation_prob: Optional[float] = None) -> Any:
+    """An optuna sampler; ``population`` and ``mutation_prob`` (default 1 / parameters) are NSGA-II's."""
     optuna = require("optuna", "squeezelab search")
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed, **_constraint_keywords(optuna))
+        return optuna.samplers.NSGAIISampler(population_size=population, mutation_prob=mutation_prob, seed=seed,
+                                             **_constraint_keywords(optuna))
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, **_constraint_keywords(optuna))
     if name == "random":
@@ -83,7 +85,8 @@ def objective_function(problem: Problem) -> Callable[[Any], list[float]]:
 
 
 def run_study(problem: Problem, trials: int, sampler: str = "nsga2", seed: int = 0, storage: Optional[str] = None,
-              study_name: str = "squeezelab-search", population: int = POPULATION) -> Any:
+              study_name: str = "squeezelab-search", population: int = POPULATION,
+              mutation_prob: Optional[float] = None) -> Any:
     """Run (or continue) the study until it holds ``trials`` finished trials; returns the ``optuna.Study``.
 
     ``storage`` is an optuna storage URL (default: in memory); a study of the same name in it is continued,
@@ -92,7 +95,8 @@ def run_study(problem: Problem, trials: int, sampler: str = "nsga2", seed: int =
     optuna = require("optuna", "squeezelab search")
     optuna.logging.set_verbosity(logging.WARNING)
     study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
-                                directions=problem.directions, sampler=make_sampler(sampler, seed, population))
+                                directions=problem.directions,
+                                sampler=make_sampler(sampler, seed, population, mutation_prob))
     if [d.name.lower() for d in study.directions] != problem.directions:
         raise SqueezelabError(f"study {study_name!r} in {storage} optimises {len(study.directions)} other objectives; "
                               "use another --study-name or storage")

@@ -47,7 +47,7 @@ def search(out_dir: Union[str, Path], space: Union[str, SearchSpace] = "depth21"
            objectives: Sequence[str] = ("cycles", "energy", "proxy"), min_proxy: Union[None, float, str] = None,
            extra_proxies: Sequence[str] = (), data: Optional[str] = None, storage: Optional[str] = None,
            study_name: Optional[str] = None, exact: bool = False, population: int = POPULATION,
-           plots: bool = True, space_name: Optional[str] = None) -> SearchResult:
+           plots: bool = True, space_name: Optional[str] = None, mutation_prob: Optional[float] = None) -> SearchResult:
     """Search ``space`` and write ``out_dir``/pareto.json, pareto.csv, pareto.png and hypervolume.png.
 
     ``sampler`` is one of ``nsga2``, ``tpe``, ``random`` (an optuna study in ``storage``, default
@@ -88,7 +88,7 @@ def search(out_dir: Union[str, Path], space: Union[str, SearchSpace] = "depth21"
         if storage.startswith("sqlite:///"):
             Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         name = study_name or f"{space_name}-{sampler}-{proxy}-seed{seed}"
-        study = run_study(problem, trials, sampler, seed, storage, name, population)
+        study = run_study(problem, trials, sampler, seed, storage, name, population, mutation_prob)
         evaluations = pareto_evaluations(problem, study)
         _, all_points = feasible_points(problem, study)
         normalizer = enumeration.normalizer() if enumeration else Normalizer.of(all_points)
