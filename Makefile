@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The CIFAR-10 test zip, when it sits beside the checkout: the demo scores the trained checkpoints on it.
 DEMO_DATA := $(if $(wildcard ../shared/data/cifar10_test_jpeg.zip),--data ../shared/data)
 
-.PHONY: demo test install clean
+.PHONY: demo test test-slow install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15 -q
+
+# The slow tests too: every command in fresh core, [train] and [all] environments (about 15 min on 2 cores).
+test-slow: $(STAMP)
+	SQUEEZELAB_SLOW_TESTS=1 $(BIN)/python -m pytest -n 2 --durations=15 -q
 
 clean:
 	rm -rf $(VENV) demo_report

@@ -26,6 +26,19 @@ DATA_ENV = "SQUEEZELAB_DATA"
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 
+SLOW_ENV = "SQUEEZELAB_SLOW_TESTS"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (minutes each) run only with ``$SQUEEZELAB_SLOW_TESTS=1`` (``make test-slow``)."""
+    if os.environ.get(SLOW_ENV, "").strip() in ("1", "true"):
+        return
+    skip = pytest.mark.skip(reason=f"slow (minutes); run with {SLOW_ENV}=1 or make test-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def data_root() -> Path:
     """``$SQUEEZELAB_DATA`` if set, else ``<repo>/../shared/data``."""
     return Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else REPO_ROOT.parent / "shared" / "data"

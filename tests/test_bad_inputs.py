@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import struct
@@ -23,7 +24,9 @@ import pytest
 import torch
 from PIL import Image
 
+from _cli_driver import run_commands
 from squeezelab.cli.main import main
+from squeezelab.compress.prune import save_masks
 from squeezelab.data.preprocess import Preprocess
 from squeezelab.models import create_model
 from squeezelab.weights.checkpoint import CheckpointMeta, save_checkpoint
@@ -47,6 +50,22 @@ def crafted_sqz(header: object) -> bytes:
     head = zlib.compress(json.dumps(header).encode())
     body = struct.pack("<7sBI", b"SQZLAB\x00", 1, len(head)) + head + b"\x00" * 16
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def idx_bytes(dims: list[int], payload: bytes) -> bytes:
+    """An IDX uint8 file (LeCun's MNIST format) with the header ``dims`` (true or not) and ``payload``."""
+    return bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + payload
+
+
+def fashion_mnist_files(folder: Path, labels: list[int], image_dims: list[int] | None = None) -> None:
+    """The four Fashion-MNIST IDX files of 28x28 zero images with ``labels`` (a lying image header if given)."""
+    folder.mkdir()
+    n = len(labels)
+    for split in ("train", "t10k"):
+        dims = image_dims or [n, 28, 28]
+        payload = b"" if image_dims else bytes(n * 28 * 28)
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(dims, payload))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes([n], bytes(labels)))
 
 
 def tiny_onnx(path: Path) -> None:
@@ -80,6 +99,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.fromarray(rgb).save(d / folder / name)
     (d / "bombdata/b").mkdir()
     (d / "bombdata/b/bomb.png").write_bytes(bomb_png())
+    for name in ("a", "b"):
+        (d / "unreadable" / name).mkdir(parents=True)
+        for i in range(5):
+            (d / "unreadable" / name / f"{i}.png").write_bytes(b"not a PNG\n")
+    fashion_mnist_files(d / "fmnist_badlabel", [3, 200, 1, 0])  # label 200 of 10 classes
+    fashion_mnist_files(d / "fmnist_overflow", [0, 1], image_dims=[2 ** 31, 2 ** 31, 4])  # 2**64: wraps in int64
     (d / "dir").mkdir()
     (d / "dir.md").mkdir()
     (d / "w.xml").write_text("<?xml version='1.0'?>\n<net name='x'><layers/></net>\n")
@@ -92,6 +117,20 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "streams": {k: {"alphabet": 256, "count": 10 ** 12, "nbits": 10 ** 13, "lengths_offset": 0, "offset": 0,
                         "nbytes": 16} for k in ("codes", "gaps")}}))
     tiny_onnx(d / "model.onnx")
+    save_masks(d / "wrong_masks.safetensors", {"features.0.weight": torch.ones(3, 3, dtype=torch.bool)})
+    (d / "latin1.json").write_bytes('{"name": "caf\xe9"}'.encode("latin-1"))
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (d / "deep.yaml").write_text("[" * 100_000 + "]" * 100_000)
+    (d / "deep.prototxt").write_text("layer {" * 100_000 + "}" * 100_000)
+    (d / "list_preset.json").write_text('{"preset": ["default"]}')
+    (d / "inf_clock.json").write_text('{"clock_hz": Infinity}')
+    (d / "inf_energy.json").write_text('{"energy": {"mac": 1, "rf": 1, "noc": 2, "glb": 6, "dram": Infinity}}')
+    (d / "nan_energy.yaml").write_text("energy: {mac: .nan, rf: 1, noc: 2, glb: 6, dram: 200}\n")
+    for name, state in (("foreign", {"foo": 1}), ("no_keys", {"epoch": 1}), ("not_a_dict", [1, 2])):
+        (d / name).mkdir()
+        torch.save(state, d / name / "state.pt")
+    (d / "not_torch").mkdir()
+    (d / "not_torch" / "state.pt").write_bytes(b"\x00" * 64)
     os.mkfifo(d / "fifo")
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(d / "sock"))
@@ -163,6 +202,7 @@ CASES = [
      "too large to decode"),
     ("eval squeezenet1_1 " + W + " --data {d}/missing", "does not exist"),
     ("eval squeezenet1_1 " + W + " --data cifar10:{d}/missing", "cifar10_test_jpeg.zip not found"),
+    ("eval squeezenet1_1 " + W + " --data {d}/unreadable --workers 0 --no-progress", "cannot read image"),
     ("eval squeezenet1_1 --weights {d}/nan.safetensors --data {d}/data --json {d}/r.json", "NaN"),
     # simulate
     ("simulate sqnxt23_w1 --input-size 0", "--input-size"),
@@ -175,6 +215,16 @@ CASES = [
     ("search -o {d}/out --proxy synflow", "--data"),
     ("search -o {d}/out --arrays 0,8", "positive integers"),
     ("simulate sqnxt23_w1 --dram-bw nan", "dram_bw"),
+    ("simulate sqnxt23_w1 --dram-bw 1e-300", "dram_bw"),
+    ("simulate sqnxt23_w1 --dram-bw inf", "dram_bw"),
+    ("simulate sqnxt23_w1 --config {d}/latin1.json", "not UTF-8"),
+    ("simulate sqnxt23_w1 --config {d}/deep.json", "nested too deeply"),
+    ("simulate sqnxt23_w1 --config {d}/deep.yaml", "nested too deeply"),
+    ("simulate sqnxt23_w1 --config {d}/list_preset.json", "unknown accelerator preset"),
+    ("simulate sqnxt23_w1 --config {d}/inf_clock.json", "clock_hz"),
+    ("simulate sqnxt23_w1 --config {d}/inf_energy.json", "energy cost dram"),
+    ("simulate sqnxt23_w1 --config {d}/nan_energy.yaml", "energy cost mac"),
+    ("simulate sqnxt23_w1 --config {d}/dir", "does not exist"),
     # train: argparse-level only
     ("train squeezenet1_1 --epochs 0", "--epochs"),
     ("train squeezenet1_1 --lr -1", "--lr"),
@@ -184,6 +234,20 @@ CASES = [
     ("train squeezenet1_1 --in-chans 2", "--in-chans"),
     ("train squeezenet1_1 --model-kwargs [1]", "--model-kwargs"),
     ("train squeezenet1_1 --data-seed -1", "--data-seed"),
+    ("train --resume {d}/foreign", "not a squeezelab training state"),
+    ("train --resume {d}/no_keys", "not a squeezelab training state"),
+    ("train --resume {d}/not_a_dict", "not a squeezelab training state"),
+    ("train --resume {d}/not_torch", "state.pt"),
+    ("train squeezenet1_1 -o {empty}", "argument 4 is empty (the value of -o)"),
+    ("train squeezenet1_1 --output=", "the value of --output"),
+    # train: data (tests/test_data_fingerprint.py and tests/test_data_integrity.py have more)
+    ("train squeezenet1_1 --data digits:{d}/data -o {d}/run", "digits is scikit-learn's built-in set"),
+    ("train squeezenet1_1 --data fashion-mnist:{d}/fmnist_badlabel -o {d}/run", "label 200 (image 1) is outside 0..9"),
+    ("train squeezenet1_1 --data fashion-mnist:{d}/fmnist_overflow -o {d}/run", "does not match its IDX header"),
+    ("train squeezenet1_1 --data {d}/unreadable --input-size 8 --epochs 1 --threads 1 --no-progress -o {d}/run",
+     "none of the 8 training images"),
+    ("train squeezenet1_1 --data {d}/unreadable --input-size 8 --epochs 1 --threads 1 --no-progress "
+     "--data-loader batched -o {d}/run", "none of the 8 training images"),
     # sweep (more in tests/test_sweep.py)
     ("sweep --seeds 0 0 -o {d}/sweep", "seeds repeat"),
     ("sweep --experiments fire -o {d}/sweep", "fire"),
@@ -201,6 +265,9 @@ CASES = [
     ("compress squeezenet1_1 " + W + " -o {d}/o.sqz --json {d}/dir", "is a folder"),
     ("compress squeezenet1_1 " + W + " -o {d}/o.sqz --save-masks {d}/o.sqz", "two different outputs"),
     ("compress squeezenet1_1 " + W + " -o {d}/o.sqz --masks {d}/masks.safetensors --density 0.5", "not both"),
+    ("compress squeezenet1_1 " + W + " -o {d}/o.sqz --masks {d}/wrong_masks.safetensors --save-masks {d}/m2",
+     "has shape (3, 3)"),
+    ("compress squeezenet1_1 " + W + " -o {d}/o.sqz --masks {d}/missing.safetensors", "does not exist"),
     # quantize
     ("quantize squeezenet1_1 --weights {d}/model.onnx --calibration {d}/data -o {d}/q.onnx", "ONNX model"),
     ("quantize squeezenet1_1 " + W + " --calibration {d}/data -o {d}/q.onnx --max-images 0", "--max-images"),
@@ -237,6 +304,14 @@ CASES = [
     ("bench squeezenet1_1 --max-seconds -1", "--max-seconds"),
     ("bench squeezenet1_1 --batch 0", "--batch"),
     ("bench squeezenet1_1 --json {d}/dir", "is a folder"),
+    ("bench squeezenet1_1 --batch 65536 --input-size 2048", "lower --batch or --input-size"),
+    ("bench squeezenet1_1 --weights squeezenet1_1.cifar10 --backends torchvision", "torchvision has no model"),
+    # any command: empty values, names with line breaks (shown as \\n, on one line)
+    ("demo --quick -o {empty}", "is empty"),
+    ("profile squeezenet1_1 -o {empty}", "is empty"),
+    ("export squeezenet1_1 -o {empty}", "is empty"),
+    ("predict squeezenet1_1 {d}/two{nl}lines.png " + W, "two\\nlines.png does not exist"),
+    ("convert {d}/missing{nl}name.net -o {d}/out.safetensors", "missing\\nname.net does not exist"),
 ]
 PREDICT_FIRST = {i for i, (argv, _) in enumerate(CASES) if argv.startswith(("squeezenet1_1 ", "sqnxt23_w1 "))}
 
@@ -273,7 +348,7 @@ def assert_refused(code: int, err: str, expected: str) -> None:
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[c[0].split(" {d}")[0][:40] or "empty" for c in CASES])
 def test_bad_input(index: int, workdir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     argv_text, expected = CASES[index]
-    argv = [a.format(d=workdir) for a in argv_text.split()]
+    argv = [a.format(d=workdir, empty="", nl="\n") for a in argv_text.split()]
     if index in PREDICT_FIRST:
         argv = ["predict", *argv]
     monkeypatch.chdir(tmp_path)  # default outputs (export's MODEL.onnx, demo_report/) would land here
@@ -288,6 +363,15 @@ def test_case_table_covers_every_command() -> None:
 
     commands = {("predict" if i in PREDICT_FIRST else (c.split() or ["-"])[0]) for i, (c, _) in enumerate(CASES)}
     assert set(COMMANDS) <= commands and len(CASES) >= 60
+
+
+def test_prototxt_nested_too_deeply_is_one_line(workdir: Path) -> None:
+    """A prototxt nested 100,000 deep (Caffe's are 3) is refused, not a RecursionError."""
+    from squeezelab.errors import SqueezelabError
+    from squeezelab.weights.caffe import read_prototxt
+
+    with pytest.raises(SqueezelabError, match="is not a valid prototxt \\(nested more than 64 deep\\)"):
+        read_prototxt(workdir / "deep.prototxt")
 
 
 def test_weights_dir_env_pointing_at_a_file(workdir: Path, monkeypatch, capsys) -> None:
@@ -420,3 +504,77 @@ def test_write_error_keeps_the_old_file_and_no_temporary(tmp_path: Path, error: 
             raise error
     assert "\n" not in str(info.value)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+#: Paths inside a ``chmod 000`` folder ({L}; {o} is a writable output folder), one case per command and role:
+#: (argv, environment) -> exit 2 and one line saying "Permission denied" and naming the path.
+PERMISSION_CASES = [
+    ("predict " + P.replace("{d}/img.png", "{L}/img.png"), {}),
+    ("predict squeezenet1_1 {d}/img.png --weights {L}/ckpt.safetensors", {}),
+    ("predict squeezenet1_1 {d}/img.png --weights squeezenet1_1.cifar10", {"SQUEEZELAB_WEIGHTS_DIR": "{L}"}),
+    ("eval squeezenet1_1 " + W + " --data {L} --workers 0", {}),
+    ("eval squeezenet1_1 " + W + " --data {d}/data --workers 0 --json {L}/r.json", {}),
+    ("convert {L}/w.xml -o {o}/w.safetensors", {}),
+    ("convert {d}/w.xml -o {L}/w.safetensors", {}),
+    ("simulate sqnxt23_w1 --config {L}/c.json", {}),
+    ("simulate sqnxt23_w1 --json {L}/s.json", {}),
+    ("train squeezenet1_1 --data {L} --epochs 1 -o {o}/run", {}),
+    ("train squeezenet1_1 --epochs 1 --input-size 8 -o {L}/run", {}),
+    ("train --resume {L}/run", {}),
+    ("sweep --experiments bypass --seeds 0 --max-points 1 -o {L}/sweep", {}),
+    ("sweep --report-only -o {L}/sweep", {}),
+    ("compress squeezenet1_1 " + W + " -o {L}/o.sqz", {}),
+    ("compress squeezenet1_1 " + W + " --masks {L}/m.safetensors -o {o}/o.sqz", {}),
+    ("quantize squeezenet1_1 " + W + " --calibration {L} -o {o}/q.onnx", {}),
+    ("lowrank squeezenet1_1 " + W + " -o {L}/l.safetensors", {}),
+    ("profile squeezenet1_1 -o {L}/p.txt", {}),
+    ("claims -o {L}/claims.md", {}),
+    ("export squeezenet1_1 --format torchscript -o {L}/m.pt", {}),
+    ("bench squeezenet1_1 --json {L}/b.json", {}),
+    ("demo --quick -o {L}/report", {}),
+    ("demo --quick -o {o}/report --data {L}", {}),
+]
+
+
+def _without_file_permission_override() -> list[str]:
+    """A command prefix that runs this interpreter held to the permission bits like a non-root user.
+
+    As a non-root user: the interpreter itself. As root: ``setpriv`` drops the two capabilities that let
+    root ignore permission bits (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH); ``os.setuid`` to another user is
+    not used because the interpreter may live where only root can read it (a pyenv under /root, mode 700).
+    """
+    if os.geteuid() != 0:
+        return [sys.executable]
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without util-linux's setpriv: cannot drop the permission override")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable]
+
+
+def test_paths_in_an_unreadable_folder_are_one_line(workdir: Path, tmp_path: Path) -> None:
+    """Any path inside a ``chmod 000`` folder, for every command that reads or writes one: exit 2, one line."""
+    locked, out = tmp_path / "locked", tmp_path / "out"
+    out.mkdir()
+    locked.mkdir()
+    for name in ("img.png", "ckpt.safetensors", "w.xml"):
+        (locked / name).write_bytes((workdir / name).read_bytes())
+    (locked / "c.json").write_text("{}")
+    (locked / "m.safetensors").write_bytes((workdir / "masks.safetensors").read_bytes())
+    locked.chmod(0)
+    fill = {"d": str(workdir), "L": str(locked), "o": str(out)}
+    steps = [{"argv": [a.format(**fill) for a in argv.split()], "env": {k: v.format(**fill) for k, v in env.items()}}
+             for argv, env in PERMISSION_CASES]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    try:
+        results = run_commands(_without_file_permission_override(), steps, tmp_path, out, env)
+    finally:
+        locked.chmod(0o755)
+    wrong = []
+    for (argv, _), result in zip(PERMISSION_CASES, results):
+        lines = result["err"].strip().splitlines()
+        if not (result["code"] == 2 and len(lines) == 1 and "permission denied" in lines[0].lower()
+                and str(locked) in lines[0]):
+            wrong.append(f"{argv}: exit {result['code']}: {result['err'][-600:]}")
+    assert not wrong, "\n".join(wrong)
+    assert sorted(p.name for p in locked.iterdir()) == ["c.json", "ckpt.safetensors", "img.png", "m.safetensors",
+                                                        "w.xml"]

@@ -1,4 +1,4 @@
-"""The one top-k loop (squeezelab.data.evaluate.evaluate_model), shared by train, eval and compress."""
+"""The one top-k loop (squeezelab.evaluation.evaluate_model), shared by train, eval and compress."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from squeezelab.data import SKIPPED_LABEL
-from squeezelab.data.evaluate import evaluate_model
+from squeezelab.evaluation import evaluate_model
 
 
 def _logits_model(images: torch.Tensor) -> torch.Tensor:
@@ -62,3 +62,28 @@ def test_flip_tta_scores_the_mean_logits_of_each_image_and_its_mirror() -> None:
 def test_unknown_tta_is_refused() -> None:
     with pytest.raises(ValueError, match="tta must be one of"):
         evaluate_model(_logits_model, [], tta="rotate")
+
+
+def test_a_second_ctrl_c_during_evaluation_ends_the_process() -> None:
+    """The first SIGINT raises KeyboardInterrupt; a second, while the first is handled (workers shutting down),
+    kills the process instead of being ignored; the handler is restored afterwards."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from squeezelab.inference.evaluate import second_interrupt_ends_process
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with second_interrupt_ends_process():
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary for the handler to run
+    assert signal.getsignal(signal.SIGINT) is before
+    script = ("import os, signal\nfrom squeezelab.inference.evaluate import second_interrupt_ends_process\n"
+              "with second_interrupt_ends_process():\n"
+              "    try:\n        os.kill(os.getpid(), signal.SIGINT)\n        signal.pthread_sigmask(signal.SIG_BLOCK, [])\n"
+              "    except KeyboardInterrupt:\n        print('first', flush=True)\n"
+              "        os.kill(os.getpid(), signal.SIGINT)\n        print('survived', flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGINT and proc.stdout == "first\n", (proc.returncode, proc.stdout, proc.stderr)

@@ -32,8 +32,20 @@ def _no_training(*args, **kwargs):
 def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny bypass sweep (3 points x 2 seeds)."""
     out = tmp_path_factory.mktemp("sweep")
-    result = run_sweep(out, seeds=[0, 1], **RUN)
+    finals: dict[tuple[str, int], dict] = {}
+    real_train = sweep_module.train
+
+    def train_and_note(cfg, **kwargs):  # what training itself measured, for the records to be checked against
+        result = real_train(cfg, **kwargs)
+        finals[(Path(cfg.output).name, cfg.seed)] = result.history[-1]
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sweep_module, "train", train_and_note)
+        result = run_sweep(out, seeds=[0, 1], **RUN)
     assert len(result.trained) == 6 and not result.cached and not result.stopped
+    notes = {f"{key}|{seed}": row for (key, seed), row in finals.items()}
+    out.with_name(out.name + "-finals.json").write_text(json.dumps(notes))
     return out
 
 
@@ -48,7 +60,12 @@ def test_finished_points_are_cached_and_not_retrained(swept: Path, monkeypatch: 
     records = sorted((swept / "points").glob("*.json"))
     assert len(records) == 6 and not list((swept / "runs").iterdir())  # finished run folders are removed
     record = json.loads(records[0].read_text())
-    assert record["epochs"] == 1 and 0.0 <= record["top1"] <= 100.0 and record["train_seconds"] > 0
+    finals = json.loads(swept.with_name(swept.name + "-finals.json").read_text())
+    final = finals[f"{records[0].stem}|{record['seed']}"]
+    assert record["epochs"] == 1 and record["history"] == [final]
+    assert (record["top1"], record["top5"], record["test_loss"]) == (final["val_top1"], final["val_top5"],
+                                                                   final["val_loss"])
+    assert record["train_seconds"] == final["seconds"]
     assert record["size_mb"] == pytest.approx(record["params"] * 4 / 2**20)
     vanilla = json.loads(next((swept / "points").glob("sr0.125_pct0.5_none_s0_*.json")).read_text())
     assert vanilla["imagenet_size_mb"] == pytest.approx(1_248_424 * 4 / 2**20)  # Table 2's 4.8MB
@@ -291,3 +308,39 @@ def test_a_changed_default_rule_changes_the_cache_key(swept: Path, monkeypatch: 
     lower_rate = sweep_module.point_key(point, 0, TINY, "digits")
     monkeypatch.setattr(engine, "DEFAULT_WEIGHT_DECAY", {"sgd": 5e-4, "adamw": 0.01})
     assert len({key, lower_rate, sweep_module.point_key(point, 0, TINY, "digits")}) == 3
+
+
+@pytest.mark.parametrize("damage", [b"{}", b"null", b"[1, 2]", b'{"top1": "high"}', b"\xff\xfe not UTF-8",
+                                    b'{"top1": NaN, "seed": 0}', b"{truncated"])
+def test_a_damaged_point_record_is_left_out_and_retrained(damage: bytes, swept: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    """A point record that is not one (empty, null, wrong types, not UTF-8, NaN, cut short) does not crash the
+    report after all points trained: it is left out with one warning and the next sweep trains that point again."""
+    import shutil
+
+    out = tmp_path / "sweep"
+    shutil.copytree(swept, out)
+    damaged = sorted((out / "points").glob("*_s1_*.json"))[0]
+    original = json.loads(damaged.read_text())
+    damaged.write_bytes(damage)
+    warnings: list[str] = []
+    monkeypatch.setattr(sweep_module, "train", _no_training)
+    report, _ = report_from_cache(out, budget=TINY, data="digits", experiments=["bypass"], seeds=[0, 1],
+                                  log=warnings.append)
+    assert len(warnings) == 1 and str(damaged) in warnings[0] and "not a valid point record" in warnings[0]
+    assert sorted(r["n"] for r in report["experiments"]["bypass"]) == [1, 2, 2]
+    monkeypatch.undo()
+    warnings.clear()
+    result = run_sweep(out, seeds=[0, 1], **{**RUN, "log": warnings.append})
+    assert len(result.trained) == 1 and len(result.cached) == 5 and "not a valid point record" in warnings[0]
+    retrained = json.loads(damaged.read_text())
+    assert retrained["seed"] == original["seed"] == 1 and retrained["params"] == original["params"]
+
+
+def test_a_second_sweep_into_a_locked_folder_is_refused(tmp_path: Path):
+    from squeezelab.errors import SqueezelabError
+    from squeezelab.train.state import locked_run_dir
+
+    with locked_run_dir(tmp_path / "sweep", what="sweep folder"):
+        with pytest.raises(SqueezelabError, match="sweep folder .* is in use"):
+            run_sweep(tmp_path / "sweep", seeds=[0], **RUN)

@@ -19,7 +19,7 @@ from torchvision.transforms import functional as TF
 from _train_helpers import stop_at
 from squeezelab.data import build_datasets
 from squeezelab.data.batched import BatchedAugment, BatchedEpoch, DecodedImages, Normalizer
-from squeezelab.data.evaluate import tta_logits
+from squeezelab.evaluation import tta_logits
 from squeezelab.errors import SqueezelabError
 from squeezelab.models._base import Dropout
 from squeezelab.train import TrainConfig, train

@@ -70,8 +70,9 @@ def test_eval_reproduces_the_registered_cifar10_accuracy(name: str, tta: str, ci
     assert result["top5"] == pytest.approx(entry.metrics["cifar10_test_top5" + suffix], abs=0.1)
 
 
-def _fake_cifar_zip(root: Path, classes: list[str]) -> Path:
-    """Three random 32x32 JPEGs per class, plus one member of the last class that does not decode."""
+def _fake_cifar_zip(root: Path, classes: list[str], broken: bool = True) -> Path:
+    """Three random 32x32 JPEGs per class (the same ones on every call), plus, if ``broken``, one member of
+    the last class that does not decode."""
     root.mkdir()
     rng = np.random.default_rng(0)
     with zipfile.ZipFile(root / "cifar10_test_jpeg.zip", "w") as archive:
@@ -80,7 +81,8 @@ def _fake_cifar_zip(root: Path, classes: list[str]) -> Path:
                 buffer = io.BytesIO()
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, "JPEG")
                 archive.writestr(f"cifar10_test/{name}/{i:04d}.jpg", buffer.getvalue())
-        archive.writestr(f"cifar10_test/{classes[-1]}/broken.jpg", b"not a jpeg")
+        if broken:
+            archive.writestr(f"cifar10_test/{classes[-1]}/broken.jpg", b"not a jpeg")
     return root
 
 
@@ -95,13 +97,17 @@ def test_eval_of_imagenet_weights_on_cifar10_is_a_one_line_error(tmp_path: Path,
 
 def test_demo_stage_scores_the_checkpoints_on_the_zip_or_the_photos(tmp_path: Path) -> None:
     data = _fake_cifar_zip(tmp_path / "data", list(CIFAR10_CLASSES))  # 30 random images + 1 broken: fake data
+    clean = _fake_cifar_zip(tmp_path / "clean", list(CIFAR10_CLASSES), broken=False)
     with_zip = DemoContext(Report(tmp_path / "zip"), quick=True, data_dir=data)
     (tmp_path / "zip").mkdir()
     cifar10_stage(with_zip)
     text = (tmp_path / "zip" / "report.md").read_text()
     for name in TRAINED:
         assert (tmp_path / "zip" / f"confusion_{name}.png").stat().st_size > 1000
-        assert 0.0 <= with_zip.artifacts[f"cifar10_top1/{name}"] <= 100.0 and name in text
+        scored = tmp_path / f"eval_{name}.json"  # the stage's figure: `squeezelab eval` on the 30 good images
+        assert cli_main(["eval", WEIGHTS[name].architecture, "--weights", name, "--data", f"cifar10:{clean}",
+                         "--workers", "0", "--no-progress", "--json", str(scored)]) == 0
+        assert with_zip.artifacts[f"cifar10_top1/{name}"] == json.loads(scored.read_text())["top1"] and name in text
         assert re.search(rf"\| {re.escape(name)} .*\| +30 \|", text), text  # the broken image is left out
     without = DemoContext(Report(tmp_path / "photos"), quick=True)
     (tmp_path / "photos").mkdir()

@@ -95,3 +95,20 @@ def keep_freed_memory() -> bool:
     return all(mallopt(option, value) == 1 for option, value in (
         (_M_MMAP_THRESHOLD, ALLOCATOR_KEEP_BYTES), (_M_TRIM_THRESHOLD, ALLOCATOR_KEEP_BYTES),
         (_M_TOP_PAD, 64 << 20)))
+
+
+def available_memory(device: Optional[torch.device] = None) -> int:
+    """Bytes free for tensors on ``device`` (default the CPU): CUDA's free memory, or the host's MemAvailable."""
+    if device is not None and device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    kib = _meminfo_kib("MemAvailable")
+    return kib * 1024 if kib is not None else os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _meminfo_kib(field: str) -> Optional[int]:
+    """A ``/proc/meminfo`` field in KiB (None where there is no such file or field)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            return next((int(line.split()[1]) for line in handle if line.startswith(field + ":")), None)
+    except (OSError, ValueError, IndexError):
+        return None

@@ -15,3 +15,15 @@ class SqueezelabError(Exception):
 
 class InputShapeError(SqueezelabError, ValueError):
     """An input tensor has the wrong rank, channel count or spatial size."""
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: a line break (from a file name holding one) is shown as ``\\n``."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def permission_message(exc: PermissionError) -> str:
+    """One line for a PermissionError: the path (both paths for a rename) and what to check."""
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None) or "a file"
+    return one_line(f"permission denied: {paths}; check that you may read (and, for an output, write) it and "
+                    f"enter every folder above it")

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -28,6 +29,8 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 #: errnos that always mean "the write failed", whatever file the error names.
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})
+#: The name :func:`atomic_path` gives its temporary file: ``.NAME.XXXXXXXX.tmp`` (``tempfile.mkstemp``).
+_TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 def _describe(mode: int) -> str:
@@ -90,9 +93,19 @@ def check_output(path: PathLike, inputs: Iterable[Optional[PathLike]] = (), kind
     return out
 
 
+#: Temporary path -> the file it becomes, for every :func:`atomic_path` open in this process: a write nested in
+#: another (an exporter writing atomically to the CLI's temporary file) names the user's file in its errors.
+_TARGETS: dict[Path, Path] = {}
+
+
+def target_name(path: PathLike) -> Path:
+    """The file the user asked for: ``path``, or the target of the atomic write whose temporary file it is."""
+    return _TARGETS.get(Path(path), Path(path))
+
+
 def _write_error(final: Path, exc: OSError) -> SqueezelabError:
     reason = exc.strerror or str(exc) or type(exc).__name__
-    return SqueezelabError(f"cannot write {final}: {reason}; nothing was written there")
+    return SqueezelabError(f"cannot write {target_name(final)}: {reason}; nothing was written there")
 
 
 @contextlib.contextmanager
@@ -109,6 +122,7 @@ def atomic_path(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> It
         raise _write_error(final, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
+    _TARGETS[tmp] = target_name(final)
     try:
         try:
             yield tmp
@@ -117,8 +131,8 @@ def atomic_path(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> It
                 raise _write_error(final, exc) from None
             raise
         if final.exists() and not final.is_file():  # appeared while we worked
-            raise SqueezelabError(f"{final} became {_describe(final.stat().st_mode)} while squeezelab wrote it; "
-                                  f"nothing was written there")
+            raise SqueezelabError(f"{target_name(final)} became {_describe(final.stat().st_mode)} while squeezelab "
+                                  f"wrote it; nothing was written there")
         try:
             os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
             os.replace(tmp, final)
@@ -127,6 +141,22 @@ def atomic_path(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> It
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _TARGETS.pop(tmp, None)
+
+
+def remove_stray_temporaries(folder: PathLike) -> list[Path]:
+    """Delete the temporary files that writes into ``folder`` left behind (a process killed mid-write).
+
+    Only for a folder no other process is writing: a run or sweep directory under its lock.
+    Returns the files removed.
+    """
+    removed = []
+    for path in Path(folder).iterdir():
+        if _TEMPORARY_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, inputs: Iterable[Optional[PathLike]] = ()) -> None:

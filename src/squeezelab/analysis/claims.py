@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
+from ..extras import available, note_missing
 from ..io import atomic_path
 
 #: Modules whose import registers claims, in report order.
@@ -66,6 +67,17 @@ class ClaimContext:
     sweep_dir: Optional[Path] = None
     figures: list[str] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def draws(self) -> bool:
+        """Whether claims draw their figures: a figure folder is given and matplotlib is installed (else one
+        note, and the claims are measured without their figures)."""
+        if self.figure_dir is None:
+            return False
+        if not available("matplotlib"):
+            note_missing("matplotlib", "the claims' figures")
+            return False
+        return True
 
     def save_figure(self, fig: Any, name: str) -> Optional[str]:
         """Save a matplotlib figure next to the report; returns the Markdown link (None if no folder)."""

@@ -75,7 +75,7 @@ def squeezenet_vs_alexnet(*, ctx: ClaimContext) -> list[ClaimRow]:
     """Abstract and Table 2: 50x fewer parameters than AlexNet, 4.8MB at 32 bit."""
     alexnet, sq = _params(ctx, "alexnet"), _params(ctx, "squeezenet1_0")
     size_mib = sq * 4 / MIB
-    link = _parameter_plot(ctx) if ctx.figure_dir is not None else None
+    link = _parameter_plot(ctx) if ctx.draws else None
     return [
         _ratio_row(
             "SqueezeNet v1.0 has 50x fewer parameters than AlexNet", 50, alexnet / sq,

@@ -38,7 +38,7 @@ def design_space_findings(*, ctx: ClaimContext) -> list[ClaimRow]:
     report = read_report(ctx.sweep_dir)
     budget, conf = report["budget"], f"{report['confidence']:.0%}"
     scale = f"{budget['name']} budget ({budget['description']}) on {report['data']}"
-    if ctx.figure_dir is not None and any(name in report["experiments"] for name in ("sr", "pct3x3")):
+    if any(name in report["experiments"] for name in ("sr", "pct3x3")) and ctx.draws:
         ctx.figure_dir.mkdir(parents=True, exist_ok=True)
         if plot_figure3(report, ctx.figure_dir / FIGURE_NAME) is not None:
             ctx.figures.append(FIGURE_NAME)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Optional
 
 import torch
 
-from ..deploy.bench import BENCH_BACKENDS, BENCH_HEADERS, DEFAULT_BACKENDS, bench_model, bench_table_rows
+from ..deploy.bench import (BENCH_BACKENDS, BENCH_HEADERS, DEFAULT_BACKENDS, bench_model, bench_table_rows,
+                             check_bench_memory, torchvision_model)
 from ..errors import SqueezelabError
 from ..export.timing import machine_info, sgemm_gflops
+from ..extras import available, note_missing, require
 from ..io import atomic_write_text
+from ..models import get_model_entry
 from ..tables import format_table
 from .args import MAX_BATCH, check_outputs, input_size, int_range, positive_float, weights_inputs
 from .export import load_cli_model
@@ -40,11 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL")
     p.add_argument("--weights", help="weights for a single MODEL (default: random init; speed does not depend on it)")
     p.add_argument("--batch", type=_int_list, default=[1, 32], help="comma-separated batch sizes (default 1,32)")
-    p.add_argument("--backends", type=_backends, default=list(DEFAULT_BACKENDS),
-                   help=f"comma-separated, from {', '.join(BENCH_BACKENDS)} (default {','.join(DEFAULT_BACKENDS)})")
+    p.add_argument("--backends", type=_backends,
+                   help=f"comma-separated, from {', '.join(BENCH_BACKENDS)} (default {','.join(DEFAULT_BACKENDS)}; "
+                        "onnxruntime only where squeezelab[deploy] is installed, torchvision only where it has the "
+                        "model). Speedups are against torchvision, else zoo, else the first backend timed")
     p.add_argument("--threads", type=int_range(1, 1024, what="a thread count"),
                    help="intra-op threads for torch and ONNX Runtime (default: torch's)")
-    p.add_argument("--input-size", type=input_size, default=224)
+    p.add_argument("--input-size", type=input_size,
+                   help="square input side (default: the weights' crop, e.g. 32 for the CIFAR-10 checkpoints, else "
+                        "the model's design size)")
     p.add_argument("--reps", type=int_range(3, 100_000, what="a repetition count"), default=30,
                    help="timed calls per configuration, in blocks of 4 after one untimed call (default 30)")
     p.add_argument("--max-seconds", type=positive_float, default=30.0,
@@ -53,23 +61,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _backend_list(given: Optional[list[str]]) -> list[str]:
+    """The backends to time: ``given`` (ONNX Runtime refused up front when it is missing), or the defaults
+    (ONNX Runtime left out, with one note, when it is missing)."""
+    if given is not None:
+        if "onnxruntime" in given:
+            require("onnxruntime", "--backends onnxruntime")
+        return given
+    if available("onnxruntime"):
+        return list(DEFAULT_BACKENDS)
+    note_missing("onnxruntime", "the onnxruntime backend")
+    return [b for b in DEFAULT_BACKENDS if b != "onnxruntime"]
+
+
 def run(args: argparse.Namespace) -> int:
     if args.weights and len(args.models) != 1:
         raise SqueezelabError("--weights needs exactly one MODEL")
     check_outputs(args.json, inputs=weights_inputs(args.weights))
-    models = [load_cli_model(name, args.weights)[0] for name in args.models]
+    backends = _backend_list(args.backends)
+    models = []
+    for name in args.models:
+        model, meta = load_cli_model(name, args.weights)
+        size = args.input_size or (meta.preprocess.crop if meta is not None else get_model_entry(name).input_size)
+        for batch in args.batch:  # every configuration is checked before the first is timed
+            check_bench_memory(model, batch, size)
+        models.append((model, size))
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     sgemm = sgemm_gflops(threads)
     info = machine_info()
+    sizes = ", ".join(sorted({f"{size}x{size}" for _, size in models}))
     print(f"machine: {info['cpu']}, {info['cpu_count']} cores ({info['capability']}), {threads} threads, "
-          f"load average {info['load_average'][0]:.2f}; sgemm {sgemm:.1f} GFLOP/s; input {args.input_size}x"
-          f"{args.input_size}")
+          f"load average {info['load_average'][0]:.2f}; sgemm {sgemm:.1f} GFLOP/s; input {sizes}")
     rows = []
-    for model in models:
+    for model, size in models:
+        # the default list times torchvision only where it has the model; a --backends list asks for it
+        timed = backends if args.backends else [
+            b for b in backends if b != "torchvision" or torchvision_model(model) is not None]
         for batch in args.batch:
-            rows.extend(bench_model(model, batch, args.backends, input_size=args.input_size, threads=threads,
+            rows.extend(bench_model(model, batch, timed, input_size=size, threads=threads,
                                     reps=args.reps, max_seconds=args.max_seconds, sgemm=sgemm))
     info_after = machine_info()
     print(format_table(BENCH_HEADERS, bench_table_rows(rows)))
@@ -79,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
               "roofline suffer most; rerun on a quiet machine")
     if args.json:
         record = {"machine": info, "load_average_after": info_after["load_average"], "threads": threads,
-                  "sgemm_gflops": sgemm, "input_size": args.input_size, "rows": [r.as_dict() for r in rows]}
+                  "sgemm_gflops": sgemm, "input_sizes": {getattr(m, "model_name", "?"): s for m, s in models},
+                  "rows": [r.as_dict() for r in rows]}
         atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

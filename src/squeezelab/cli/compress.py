@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..compress.pipeline import compress_model
-    from ..compress.prune import load_masks, magnitude_masks, save_masks
+    from ..compress.prune import check_masks, load_masks, magnitude_masks, save_masks
 
     if args.masks and args.density is not None:
         raise SqueezelabError("give either --masks or --density, not both")
@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     state, meta = load_weights(args.weights)
     check_architecture(meta, args.model, args.weights)
     masks = load_masks(args.masks) if args.masks else None
+    if masks is not None:
+        check_masks(masks, state)  # before anything is written
     if args.save_masks:
         masks = masks or magnitude_masks(state, args.density, scope=args.scope)
         save_masks(args.save_masks, masks)

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from ..data.evaluate import TTA_MODES
+from ..evaluation import TTA_MODES
 from ..inference import evaluate
 from ..io import atomic_write_text
 from ..weights import load_model

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import SqueezelabError
+from ..extras import require
 from ..export.formats import FORMATS, SUFFIXES, check_parity, export_model
 from ..io import atomic_path
 from ..models import create_model, get_model_entry
@@ -48,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     inputs = weights_inputs(args.weights)
     output = args.output or f"{get_model_entry(args.model).name}{SUFFIXES[args.format]}"
     check_outputs(output, inputs=inputs)
+    if args.format == "onnx":  # refused before the model is built
+        require("onnx", "ONNX export")
+        if not args.no_check:
+            require("onnxruntime", "the ONNX parity check (or pass --no-check)")
     model, meta = load_cli_model(args.model, args.weights)
     name = getattr(model, "model_name", args.model)
     size = args.input_size or (meta.preprocess.crop if meta is not None else get_model_entry(name).input_size)

@@ -4,8 +4,8 @@ Each subcommand lives in its own module of this package with a
 ``register(subparsers)`` function; :data:`COMMANDS` lists them in the order
 ``--help`` shows them, with their one-line help. ``main`` imports only the
 module of the command it runs (which imports its stage, and torch, when it
-runs): ``squeezelab --help`` and ``--version`` import no stage and no torch. Usage errors and user mistakes (:class:`SqueezelabError`)
-print one line and exit 2; anything else is a bug and keeps its traceback.
+runs): ``squeezelab --help`` and ``--version`` import no stage and no torch. Usage errors and user mistakes (:class:`SqueezelabError`, and
+a PermissionError on any path) print one line and exit 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..errors import SqueezelabError
+from ..errors import SqueezelabError, one_line, permission_message
 from .args import OneLineParser
 
 #: Command -> (module of this package that registers it, its one-line help as ``--help`` lists it).
@@ -71,12 +71,23 @@ def build_parser(command: Optional[str] = None, lazy: bool = False) -> argparse.
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    empty = next((i for i, arg in enumerate(argv) if not arg.strip() or (arg.startswith("--") and arg.endswith("="))
+                  ), None)
+    if empty is not None:  # -o '' would fall back to a default (or the current folder) silently
+        option = argv[empty][:-1] if argv[empty].endswith("=") else argv[empty - 1] if empty else ""
+        after = f" (the value of {option})" if option.startswith("-") else ""
+        print(f"squeezelab: error: argument {empty + 1} is empty{after}; give a path or value, or leave the "
+              f"option out for its default", file=sys.stderr)
+        return 2
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(command, lazy=True).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except SqueezelabError as exc:
-        print(f"squeezelab: error: {exc}", file=sys.stderr)
+        print(f"squeezelab: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:  # a path the user may not read or write, wherever it is met: a user's mistake
+        print(f"squeezelab: error: {permission_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("squeezelab: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import SqueezelabError
+from ..extras import require
 from ..io import atomic_path, atomic_write_text
 from .args import check_outputs, input_size, weights_inputs
 
@@ -28,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plot and not args.plot.lower().endswith(".png"):
         raise SqueezelabError(f"--plot writes a PNG file; give a name ending in .png, got {args.plot!r}")
+    if args.plot:
+        require("matplotlib", "--plot")
     inputs = weights_inputs(args.weights)
     check_outputs(args.output, args.plot, inputs=inputs)
     prof = profile(args.model, input_size=args.input_size, weights=args.weights)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..extras import require
 from ..tables import format_table
 from ..weights.loader import load_model
 from .args import check_outputs, int_range, refuse_onnx, weights_inputs
@@ -30,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..compress.int8 import quantize_int8
 
+    for module in ("onnx", "onnxruntime.quantization"):  # refused before any work, not at the export
+        require(module, "INT8 quantization")
     refuse_onnx(args.weights, "quantize")
     check_outputs(args.output, inputs=weights_inputs(args.weights))
     model, meta = load_model(args.weights, args.model)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import SqueezelabError
+from ..extras import require
 from ..tables import format_table
 from .args import MAX_INPUT_SIZE, check_outputs, positive_int
 
@@ -95,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         return _list_presets()
     _input_size(args.input_size)  # checked before any work, like the outputs
+    if args.plot:
+        require("matplotlib", "--plot")
     config_file = [args.config] if args.config and Path(args.config).is_file() else []
     check_outputs(args.json, args.csv, args.plot, inputs=config_file)
     check_outputs(args.export_scalesim, kind="dir")

@@ -136,7 +136,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not result.seconds:  # nothing to do (a finished run, or one already past --stop-after): the log said so
         return 0
     final = result.final
+    curves = ", curves.png" if (result.run_dir / "curves.png").is_file() else ""
     print(f"best val top-1 {result.best_top1:.2f}% (last epoch {final.get('val_top1', 0.0):.2f}%), "
           f"{result.seconds:.1f}s; checkpoints in {result.run_dir}: best.safetensors, last.safetensors; "
-          f"metrics.csv, curves.png")
+          f"metrics.csv{curves}")
     return 0

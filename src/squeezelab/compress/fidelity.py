@@ -122,9 +122,7 @@ class _ZipImage:
 
     def __call__(self) -> Image.Image:
         with self.archive.open(self.member) as handle:
-            image = Image.open(handle)
-            image.load()
-        return image
+            return read_image(handle, name=f"{self.archive.filename}:{self.member}")
 
 
 def _spaced(items: list, limit: Optional[int]) -> list:

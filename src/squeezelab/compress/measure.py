@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..data.evaluate import evaluate_model
 from ..data.preprocess import read_image
 from ..errors import SqueezelabError
+from ..evaluation import evaluate_model
 from ..extras import require
 from ..inference import scan_images
 from ..io import PathLike

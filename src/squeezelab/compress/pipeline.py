@@ -14,7 +14,7 @@ from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta
 from .biascorr import correct_biases, distil_codebooks, refine_codebooks
 from .deep import CompressedModel, compress_state_dict
-from .prune import Masks
+from .prune import Masks, check_masks
 from .sqz import encode_sqz, write_sqz
 
 MIB = 1 << 20
@@ -70,9 +70,7 @@ def compress_model(
     ``on_stage(name, compressed)`` is called after each stage ("k-means", ``refine``, "fine-tuned").
     """
     if masks is not None:
-        missing = [k for k in masks if k not in state]
-        if missing:
-            raise SqueezelabError(f"mask {missing[0]!r} matches no weight; the masks belong to another model")
+        check_masks(masks, state)
     compressed = compress_state_dict(state, bits=bits, density=density, index_bits=index_bits, scope=scope,
                                      masks=masks, method=method)
     if refine not in ("least-squares", "bias"):

@@ -9,15 +9,16 @@ are saved as safetensors (uint8) so ``squeezelab train --prune-masks FILE`` (or
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Literal, Mapping, Optional
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import nn
 
 from ..errors import SqueezelabError
-from ..io import PathLike, atomic_path
+from ..io import PathLike, atomic_path, target_name
 
 Masks = dict[str, torch.Tensor]
 
@@ -74,16 +75,22 @@ def magnitude_masks(
     return out
 
 
+def check_masks(masks: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor]) -> None:
+    """A one-line error unless every mask names a weight of ``tensors`` and has its shape."""
+    for name, mask in masks.items():
+        if name not in tensors:
+            raise SqueezelabError(f"mask {name!r} matches no weight of the model; the masks belong to another model")
+        if tensors[name].shape != mask.shape:
+            raise SqueezelabError(f"mask {name!r} has shape {tuple(mask.shape)}, weight has "
+                                  f"{tuple(tensors[name].shape)}; the masks belong to another model")
+
+
 def apply_masks(target: nn.Module | dict[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> None:
     """Zero the pruned weights in place (a model's parameters or a state dict's tensors)."""
     tensors = dict(target.named_parameters()) if isinstance(target, nn.Module) else target
+    check_masks(masks, tensors)
     with torch.no_grad():
         for name, mask in masks.items():
-            if name not in tensors:
-                raise SqueezelabError(f"mask {name!r} matches no weight of the model; were the masks made for it?")
-            if tensors[name].shape != mask.shape:
-                raise SqueezelabError(f"mask {name!r} has shape {tuple(mask.shape)}, weight has "
-                                      f"{tuple(tensors[name].shape)}; the masks belong to another model")
             tensors[name].mul_(mask.to(tensors[name].device, tensors[name].dtype))
 
 
@@ -142,14 +149,18 @@ def save_masks(path: PathLike, masks: Mapping[str, torch.Tensor]) -> None:
             save_file({k: v.to(torch.uint8).contiguous() for k, v in masks.items()}, str(tmp),
                       metadata={"format": "squeezelab-masks/1"})
         except SafetensorError as exc:  # safetensors reports write errors (disk full, EFBIG) as its own type
-            raise SqueezelabError(f"cannot write {path}: {exc}; nothing was written there") from None
+            raise SqueezelabError(f"cannot write {target_name(path)}: {exc}; nothing was written there") from None
 
 
 def load_masks(path: PathLike) -> Masks:
     """Read masks written by :func:`save_masks`."""
     try:
-        raw = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        data = Path(path).read_bytes()  # PermissionError: the CLI's one line naming the path
+    except (FileNotFoundError, IsADirectoryError):
+        raise SqueezelabError(f"mask file {path} does not exist or is a folder") from None
+    try:
+        raw = load(data)
+    except (SafetensorError, ValueError) as exc:
         raise SqueezelabError(f"{path} is not a readable mask file ({exc}); write one with "
                               "'squeezelab compress ... --save-masks FILE'") from None
     return {k: v.bool() for k, v in raw.items()}

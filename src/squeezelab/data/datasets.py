@@ -23,11 +23,12 @@ label :data:`SKIPPED_LABEL` (-1); the training loop ignores and counts it.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zipfile
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,10 +38,14 @@ from torchvision import transforms as T
 
 from ..errors import SqueezelabError
 from ..extras import require
-from .preprocess import CIFAR10_MEAN, CIFAR10_STD, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, Preprocess, read_image
+from .fingerprint import arrays_fingerprint, files_fingerprint, zips_fingerprint
+from .preprocess import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess, is_image_file_name,
+                         read_image)
 
 #: Label of a sample whose image could not be decoded (``cross_entropy(ignore_index=-1)``).
 SKIPPED_LABEL = -1
+#: A share of unreadable images above this draws a warning (none readable is an error: :func:`check_readable`).
+SKIPPED_WARN_SHARE = 0.05
 #: Inputs at or below this side use the CIFAR-style recipe (pad-and-crop, squash resize).
 SMALL_INPUT_MAX = 64
 #: Zip members up to this many pixels are decoded once and kept in memory (:class:`_ZipReader`).
@@ -192,6 +197,8 @@ class DatasetBundle:
     input_size: int
     preprocess: Preprocess
     source: str
+    #: what the run records of its data (:mod:`squeezelab.data.fingerprint`), checked on ``--resume``
+    fingerprint: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -219,6 +226,19 @@ class EpochSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return max(0, len(self.inner) - self.start)
+
+
+def check_readable(readable: int, skipped: int, what: str, source: str) -> Optional[str]:
+    """Refuse a split with no readable image (one line); a warning when more than :data:`SKIPPED_WARN_SHARE`
+    of its images could not be decoded, else None. ``what`` names the split (``training images``)."""
+    total = readable + skipped
+    if readable == 0:
+        raise SqueezelabError(f"none of the {total} {what} of {source} could be read (every file failed to decode); "
+                              f"replace or remove the damaged files")
+    if skipped > SKIPPED_WARN_SHARE * total:
+        return (f"{skipped} of the {total} {what} of {source} ({100.0 * skipped / total:.0f}%) could not "
+                f"be read and were skipped; replace or remove the damaged files")
+    return None
 
 
 class _ArrayReader:
@@ -283,12 +303,15 @@ def _read_idx(path: Path) -> np.ndarray:
         raise SqueezelabError(f"cannot read {path}: {exc}") from None
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise SqueezelabError(f"{path} is not an IDX uint8 file (bad magic number)")
-    ndim = data[3]
+    ndim, header = data[3], 4 + 4 * data[3]
+    if ndim == 0 or len(data) < header:
+        raise SqueezelabError(f"{path} has a damaged IDX header ({ndim} dimensions in {len(data)} bytes)")
     dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    expected = 4 + 4 * ndim + int(np.prod(dims))
+    expected = header + math.prod(dims)  # Python integers: a header claiming 2**64 values cannot wrap around
     if len(data) != expected:
-        raise SqueezelabError(f"{path} is truncated: {len(data)} bytes, expected {expected}")
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+        raise SqueezelabError(f"{path} does not match its IDX header: {len(data)} bytes, the header's dimensions "
+                              f"{'x'.join(map(str, dims))} need {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def read_fashion_mnist(directory: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -310,6 +333,11 @@ def read_fashion_mnist(directory: str) -> tuple[tuple[np.ndarray, np.ndarray], t
         labels = _read_idx(find(f"{split}-labels-idx1-ubyte"))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise SqueezelabError(f"{root}: {split} images {images.shape} and labels {labels.shape} do not match")
+        bad = np.flatnonzero(labels >= len(FASHION_MNIST_CLASSES))
+        if len(bad):
+            raise SqueezelabError(f"{root}: {split} label {labels[bad[0]]} (image {bad[0]}) is outside "
+                                  f"0..{len(FASHION_MNIST_CLASSES) - 1}, Fashion-MNIST's classes; the labels file is "
+                                  f"damaged ({len(bad)} such labels)")
         parts.append((images, labels.astype(np.int64)))
     return parts[0], parts[1]
 
@@ -335,8 +363,7 @@ class _ZipReader:
             self._zip = zipfile.ZipFile(self.path)
             self._pid = os.getpid()
         with self._zip.open(self.members[index]) as handle:
-            image = Image.open(handle)
-            image.load()
+            image = read_image(handle, name=f"{self.path}:{self.members[index]}")
         if image.width * image.height <= CACHE_MAX_PIXELS:
             self._cache[index] = image
         return image
@@ -353,7 +380,7 @@ def zip_split(path: Path) -> tuple[list[str], list[int], list[str]]:
                               f"cifar10_test_jpeg.zip")
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS)]
+            names = [n for n in archive.namelist() if is_image_file_name(PurePosixPath(n))]
     except zipfile.BadZipFile as exc:
         raise SqueezelabError(f"{path} is not a readable zip file ({exc})") from None
     members = sorted(n for n in names if n.count("/") >= 2)
@@ -369,7 +396,7 @@ def _scan_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
     files, labels = [], []
     for label, name in enumerate(classes):
         for path in sorted((root / name).rglob("*")):
-            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            if is_image_file_name(path) and path.is_file():
                 files.append(path)
                 labels.append(label)
     if not classes or not files:
@@ -396,11 +423,25 @@ class DataSource:
     kind: str
     location: str
 
+    def absolute(self) -> str:
+        """The source as a ``--data`` string with its folder made absolute, so it names the same data from
+        any working directory (what a run records)."""
+        if not self.location:
+            return self.kind
+        location = str(Path(self.location).resolve())
+        return location if self.kind == "folder" else f"{self.kind}:{location}"
+
 
 def parse_data_source(source: str) -> DataSource:
-    """``digits``, ``fashion-mnist[:DIR]``, ``cifar10:DIR`` or an image folder (any other string)."""
+    """``digits``, ``fashion-mnist[:DIR]``, ``cifar10:DIR`` or an image folder (any other string).
+
+    ``digits`` is built in: a path after it (``digits:/x``) would be ignored, so it is an error.
+    """
     kind, _, location = str(source).partition(":")
     kind = kind.lower()
+    if kind == "digits" and location:
+        raise SqueezelabError(f"--data {source}: digits is scikit-learn's built-in set and reads no folder; "
+                              f"pass --data digits")
     if kind in ("digits", "fashion-mnist") or (kind == "cifar10" and location):
         return DataSource(kind, location)
     return DataSource("folder", str(source))
@@ -432,6 +473,8 @@ class _LabelledSource:
     in_chans: int
     stats: tuple[tuple[float, ...], tuple[float, ...]]
     default_size: int
+    #: :mod:`squeezelab.data.fingerprint` of everything the source reads (both splits)
+    fingerprint: dict[str, Any]
     recipe: _Recipe = _Recipe()
 
 
@@ -446,14 +489,19 @@ def _digits_source(_: str, val_fraction: float, __: int) -> _LabelledSource:
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     labels = digits.target.astype(np.int64)
     train_idx, val_idx = _stratified_split(labels, val_fraction, seed=0)
+    classes = [str(i) for i in range(10)]
     return _LabelledSource(_array_split(images, labels, train_idx), _array_split(images, labels, val_idx),
-                           [str(i) for i in range(10)], 1, _STATS["digits"], 32, _Recipe(flip=False))
+                           classes, 1, _STATS["digits"], 32, arrays_fingerprint([images, labels], len(labels), classes),
+                           _Recipe(flip=False))
 
 
 def _fashion_mnist_source(directory: str, _: float, __: int) -> _LabelledSource:
     (train_images, train_labels), (test_images, test_labels) = read_fashion_mnist(directory or FASHION_MNIST_DIR)
+    arrays = [train_images, train_labels, test_images, test_labels]
+    fingerprint = arrays_fingerprint(arrays, len(train_labels) + len(test_labels), FASHION_MNIST_CLASSES)
     return _LabelledSource(_array_split(train_images, train_labels), _array_split(test_images, test_labels),
-                           list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32, _Recipe(translate=False))
+                           list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32, fingerprint,
+                           _Recipe(translate=False))
 
 
 def _zip_split(path: Path) -> tuple[_Split, list[str]]:
@@ -466,11 +514,13 @@ def _cifar10_source(directory: str, _: float, __: int) -> _LabelledSource:
     root = Path(directory)
     if not root.is_dir():
         raise SqueezelabError(f"CIFAR-10 directory {root} does not exist")
-    train, classes = _zip_split(root / "cifar10_train_jpeg.zip")
-    val, val_classes = _zip_split(root / "cifar10_test_jpeg.zip")
+    zips = [root / "cifar10_train_jpeg.zip", root / "cifar10_test_jpeg.zip"]
+    train, classes = _zip_split(zips[0])
+    val, val_classes = _zip_split(zips[1])
     if val_classes != classes:
         raise SqueezelabError(f"{root}: train and test zips have different classes")
-    return _LabelledSource(train, val, classes, 3, _STATS["cifar10"], 32)
+    fingerprint = zips_fingerprint(zips, len(train.labels) + len(val.labels), classes)
+    return _LabelledSource(train, val, classes, 3, _STATS["cifar10"], 32, fingerprint)
 
 
 def cifar10_test_set(directory: str | Path, preprocess: Preprocess,
@@ -501,13 +551,15 @@ def _folder_source(location: str, val_fraction: float, seed: int) -> _LabelledSo
                                   f"({len(classes)} vs {len(val_classes)})")
         train = _file_split(train_files, train_labels, np.arange(len(train_labels)))
         val = _file_split(val_files, val_labels, np.arange(len(val_labels)))
+        files = train_files + val_files
     else:
         files, labels, classes = _scan_folder(root)
         train_idx, val_idx = _stratified_split(np.asarray(labels), val_fraction, seed)
         if len(train_idx) == 0 or len(val_idx) == 0:
             raise SqueezelabError(f"{root} has too few images to split off a {val_fraction:.0%} validation set")
         train, val = _file_split(files, labels, train_idx), _file_split(files, labels, val_idx)
-    return _LabelledSource(train, val, classes, 3, (IMAGENET_MEAN, IMAGENET_STD), 224)
+    return _LabelledSource(train, val, classes, 3, (IMAGENET_MEAN, IMAGENET_STD), 224,
+                           files_fingerprint(root, files, classes))
 
 
 #: ``DataSource.kind`` -> its loader ``(location, val_fraction, seed) -> _LabelledSource``.
@@ -566,4 +618,4 @@ def build_datasets(
     val = labelled.val.dataset(val_limit, seed, _Transform(preprocess, None))
     for ds in (train, val):
         ds.in_chans = chans
-    return DatasetBundle(train, val, list(labelled.classes), chans, size, preprocess, source)
+    return DatasetBundle(train, val, list(labelled.classes), chans, size, preprocess, source, labelled.fingerprint)

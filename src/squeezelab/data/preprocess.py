@@ -13,15 +13,16 @@ image into a model input. Each pretrained weights entry
 from __future__ import annotations
 
 import json
+import os
 import struct
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Literal, Union
+from pathlib import Path, PurePath
+from typing import BinaryIO, Literal, Optional, Union
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 from torch.nn import functional as F
 
 from ..errors import SqueezelabError
@@ -91,31 +92,52 @@ def to_model_mode(image: Image.Image) -> Image.Image:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-def is_image_file_name(path: Path) -> bool:
-    """An image suffix and not a hidden file (``.DS_Store``-style names are never images)."""
+def is_image_file_name(path: PurePath) -> bool:
+    """The one rule for "is this an image" of every stage (training folders and zips, eval, calibration,
+    fidelity): an image suffix and not a hidden file (``.DS_Store``, macOS ``._photo.jpg`` resource forks)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
 def image_files(root: Path) -> list[Path]:
-    """Every image file under ``root``, recursively, in sorted order (unlabelled sets: calibration, fidelity)."""
-    return sorted(p for p in root.rglob("*") if is_image_file_name(p) and p.is_file())
+    """Every image file under ``root``, recursively, in sorted order (unlabelled sets: calibration, fidelity).
+
+    A folder that cannot be listed raises its OSError (``Path.rglob`` would skip it silently)."""
+    def fail(exc: OSError) -> None:
+        raise exc
+
+    return sorted(Path(folder) / name for folder, _, names in os.walk(root, onerror=fail) for name in names
+                  if is_image_file_name(Path(name)) and (Path(folder) / name).is_file())
 
 
-def read_image(path: Union[str, Path], what: str = "image") -> Image.Image:
-    """Decode an image file (its first frame) as 8-bit 'L' or 'RGB' (:func:`to_model_mode`).
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned the way its EXIF orientation tag says it is shown (cameras store sensor rows and a tag;
+    ``PIL.ImageOps.exif_transpose``); ``image`` itself when it has no tag or it says upright, or EXIF is damaged."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except DECODE_ERRORS:
+        return image
+    return ImageOps.exif_transpose(image) if orientation in range(2, 9) else image
 
-    Unreadable files, non-regular files (a FIFO would block) and decompression bombs (more than
-    PIL's ``MAX_IMAGE_PIXELS``) are one-line errors.
+
+def read_image(source: Union[str, Path, BinaryIO], what: str = "image", name: Optional[str] = None) -> Image.Image:
+    """Decode an image file, or an open binary file such as a zip member, as 8-bit 'L' or 'RGB'
+    (:func:`to_model_mode`): its first frame, upright as its EXIF orientation says (:func:`upright`).
+
+    Every stage reads images through this one function. Unreadable files, non-regular files (a FIFO would
+    block) and decompression bombs (more than PIL's ``MAX_IMAGE_PIXELS``) are one-line errors naming
+    ``name`` (default: the path).
     """
-    if Path(path).exists() and not Path(path).is_file() and not Path(path).is_dir():
+    path = source if isinstance(source, (str, Path)) else name or getattr(source, "name", "<stream>")
+    if isinstance(source, (str, Path)) and Path(path).exists() and not Path(path).is_file() \
+            and not Path(path).is_dir():
         raise SqueezelabError(f"{what} {path} is not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL's notes on damaged metadata; the image decodes or raises
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as handle:
+            with Image.open(source) as handle:
                 handle.load()
-                return to_model_mode(handle)
+                return to_model_mode(upright(handle))
     except FileNotFoundError:
         raise SqueezelabError(f"{what} {path} does not exist") from None
     except IsADirectoryError:

@@ -3,7 +3,8 @@
 Backends (all on one model with the same weights, checked against the zoo's
 eager model before timing):
 
-``torchvision``  torchvision's eager model (NCHW), for squeezenet1_0 / 1_1 only: the reference.
+``torchvision``  torchvision's eager model (NCHW), for squeezenet1_0 / 1_1 with torchvision's layer geometry
+                 only (not the small-input stem of the CIFAR-10 checkpoints, not a bypass): the reference.
 ``zoo``          the zoo model as built, eager NCHW (the reference for architectures torchvision lacks).
 ``eager``        :func:`~squeezelab.optimize` with ``backend="eager"``: BN folded, channels_last.
 ``onnxruntime``  :func:`~squeezelab.optimize` with ``backend="onnxruntime"`` (ORT's default
@@ -17,6 +18,7 @@ GFLOP/s counts 2 FLOPs per multiply-accumulate of :func:`~squeezelab.analysis.co
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -25,9 +27,11 @@ import torchvision
 from torch import nn
 
 from ..analysis import count_macs
+from ..cpu import available_memory
 from ..errors import SqueezelabError
 from ..export.formats import FP32_TOLERANCE, max_error
 from ..export.timing import interleaved, rounds_for
+from ..models.tracing import BLOCK, trace
 from .optimize import optimize
 
 BENCH_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime", "compile")
@@ -57,14 +61,48 @@ class BenchRow:
         return asdict(self)
 
 
+def _geometry(model: nn.Module) -> list[tuple[Any, ...]]:
+    """Kernel, stride, padding (and pooling's ceil mode) of every conv and max-pool, in order."""
+    return [(type(m).__name__, m.kernel_size, m.stride, m.padding, getattr(m, "ceil_mode", None))
+            for m in model.modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+
+
 def torchvision_model(model: nn.Module) -> Optional[nn.Module]:
-    """torchvision's model of the same architecture with ``model``'s weights, or None if torchvision lacks it."""
+    """torchvision's model of the same architecture with ``model``'s weights, or None if torchvision lacks it.
+
+    Lacking it includes a zoo variant torchvision's class cannot express: the small-input stem of the
+    CIFAR-10 checkpoints (same weight shapes, stride 1), a bypass, a padded conv10, another input depth.
+    """
     name = getattr(model, "model_name", "")
     if name not in TORCHVISION_ARCHS or getattr(model, "conv10_padding", 0) or getattr(model, "in_chans", 3) != 3:
         return None
     tv = getattr(torchvision.models, name)(num_classes=model.num_classes)
-    tv.load_state_dict(model.state_dict(), strict=True)  # the zoo uses torchvision's keys
+    if _geometry(tv) != _geometry(model):
+        return None
+    try:
+        tv.load_state_dict(model.state_dict(), strict=True)  # the zoo uses torchvision's keys
+    except RuntimeError:
+        return None
     return tv.eval()
+
+
+def bench_memory_bytes(model: nn.Module, batch: int, input_size: int) -> int:
+    """A lower bound on the bytes one timed call needs: the float32 input and the two widest activations of
+    ``batch`` images (from the layer trace: shapes only, nothing allocated)."""
+    in_chans = int(getattr(model, "in_chans", 3))
+    widest = max((layer.elements for layer in trace(model, input_size) if layer.module and layer.kind != BLOCK),
+                 default=0)
+    return 4 * batch * (in_chans * input_size * input_size + 2 * widest)
+
+
+def check_bench_memory(model: nn.Module, batch: int, input_size: int) -> None:
+    """A one-line error, before anything is allocated, when ``batch`` images of ``input_size`` px cannot fit."""
+    need, free = bench_memory_bytes(model, batch, input_size), available_memory()
+    if need > free:
+        name = getattr(model, "model_name", type(model).__name__)
+        raise SqueezelabError(f"{name} at batch {batch} and {input_size}x{input_size} px needs at least "
+                              f"{need / 2**30:,.1f} GiB for its input and activations but {free / 2**30:.1f} GiB are "
+                              f"free; lower --batch or --input-size")
 
 
 def _runners(model: nn.Module, backends: Sequence[str], example: torch.Tensor, threads: int
@@ -90,21 +128,28 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
     """Time ``backends`` on ``model`` at ``batch`` x ``input_size``^2, interleaved; one row per backend.
 
     ``reps`` is the least number of timed calls per backend, taken in rounds of
-    :data:`~squeezelab.export.timing.BLOCK` (at least three rounds). The reference for
-    ``speedup_vs_reference`` is ``torchvision`` when torchvision has this
-    architecture, else ``zoo``; it is always measured, whatever ``backends`` says.
+    :data:`~squeezelab.export.timing.BLOCK` (at least three rounds). Only ``backends`` are timed;
+    ``torchvision`` is left out (one note) where torchvision has no model of this geometry (the
+    CIFAR-10 checkpoints' small-input stem, a bypass). The reference for ``speedup_vs_reference`` is
+    the first of ``torchvision``, ``zoo`` that is timed, else the first backend timed.
     """
     model = model.eval()
     threads = threads or torch.get_num_threads()
     name = getattr(model, "model_name", type(model).__name__)
+    check_bench_memory(model, batch, input_size)
     x = torch.randn(batch, int(getattr(model, "in_chans", 3)), input_size, input_size,
                     generator=torch.Generator().manual_seed(0))
     if hasattr(model, "check_input"):
         model.check_input(x)
     wanted = list(dict.fromkeys(backends))
-    reference_name = "torchvision" if torchvision_model(model) is not None else "zoo"
-    if reference_name not in wanted:
-        wanted.insert(0, reference_name)
+    if "torchvision" in wanted and torchvision_model(model) is None:
+        if wanted == ["torchvision"]:
+            raise SqueezelabError(f"torchvision has no model of {name} with this layer geometry (a small-input "
+                                  f"stem, a bypass); time it with --backends zoo,eager")
+        wanted.remove("torchvision")
+        print(f"squeezelab: note: {name}: backend torchvision skipped: torchvision has no model of this "
+              f"architecture and layer geometry", file=sys.stderr, flush=True)
+    reference_name = next((b for b in ("torchvision", "zoo") if b in wanted), wanted[0])
     runners = _runners(model, wanted, x, threads)
     with torch.inference_mode():
         expected = model(x)

@@ -36,7 +36,7 @@ def early_stage_underuses_array(*, ctx: ClaimContext) -> ClaimRow:
     cfg = AcceleratorConfig(array_rows=32, array_cols=32, dataflow="ws")
     v1, v5 = simulate_network("1.0-SqNxt-23", cfg), simulate_network("1.0-SqNxt-23v5", cfg)
     s1, s3 = v1.stage("stage1").utilization, v1.stage("stage3").utilization
-    link = ctx.save_figure(plot_layers([v1, v5]), "hwsim_sqnxt23_v1_v5_layers.png")
+    link = ctx.save_figure(plot_layers([v1, v5]), "hwsim_sqnxt23_v1_v5_layers.png") if ctx.draws else None
     return ClaimRow("1.0-SqNxt-23's early low-channel stage has lower utilisation than stage 3",
                     paper="qualitative (per-layer figure)", measured=f"stage1 {s1:.1%}, stage3 {s3:.1%} (32x32 WS)",
                     holds=s1 < s3, note="utilisation = MACs / (PEs x cycles) per stage"

@@ -18,6 +18,16 @@ from ..extras import require
 
 DATAFLOWS = ("ws", "os", "is", "best")
 PSUM_SPILL = ("glb", "dram")
+#: The least DRAM bandwidth accepted, in bytes per cycle (an 8-bit bus at 1/1024 of the clock); below it cycle
+#: counts leave any real accelerator's range and overflow float64 for large inputs.
+MIN_DRAM_BW = 1 / 1024
+#: The clocks accepted: 1 kHz to 100 GHz.
+CLOCK_RANGE_HZ = (1e3, 1e11)
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float that is not a bool (YAML's ``yes`` is not a clock)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -42,8 +52,8 @@ class EnergyCosts:
     def __post_init__(self) -> None:
         for name in ("mac", "rf", "noc", "glb", "dram", "static_per_cycle", "static_mw"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
-                raise SqueezelabError(f"energy cost {name}={value!r} must be a number >= 0")
+            if not _is_number(value) or not 0 <= value < math.inf:
+                raise SqueezelabError(f"energy cost {name}={value!r} must be a finite number >= 0")
         if self.unit not in ("xMAC", "pJ"):
             raise SqueezelabError(f"energy unit {self.unit!r} must be 'xMAC' or 'pJ'")
         if self.static_mw and self.unit != "pJ":
@@ -100,18 +110,20 @@ class AcceleratorConfig:
         if self.psum_spill not in PSUM_SPILL:
             raise SqueezelabError(f"psum_spill {self.psum_spill!r} is not one of {', '.join(PSUM_SPILL)}")
         bw = self.dram_bw_bytes_per_cycle
-        if bw is not None and (not isinstance(bw, (int, float)) or not bw > 0):
-            raise SqueezelabError(f"dram_bw_bytes_per_cycle={bw!r} must be > 0, or null for unlimited")
-        if not isinstance(self.clock_hz, (int, float)) or not self.clock_hz > 0:
-            raise SqueezelabError(f"clock_hz={self.clock_hz!r} must be > 0")
+        if bw is not None and (not _is_number(bw) or not MIN_DRAM_BW <= bw < math.inf):
+            raise SqueezelabError(f"dram_bw_bytes_per_cycle={bw!r} must be a finite number of bytes per cycle >= "
+                                  f"1/{round(1 / MIN_DRAM_BW)}, or null (no --dram-bw) for unlimited")
+        if not _is_number(self.clock_hz) or not CLOCK_RANGE_HZ[0] <= self.clock_hz <= CLOCK_RANGE_HZ[1]:
+            raise SqueezelabError(f"clock_hz={self.clock_hz!r} must be a clock between {CLOCK_RANGE_HZ[0]:g} and "
+                                  f"{CLOCK_RANGE_HZ[1]:g} Hz")
         if self.rf_bytes_per_pe < 2 * self.word_bytes:
             raise SqueezelabError(f"rf_bytes_per_pe={self.rf_bytes_per_pe} cannot hold a stationary operand "
                                   f"and a partial sum of {self.word_bytes}-byte words; use at least "
                                   f"{2 * self.word_bytes}")
         for key in ("rf_per_mac", "noc_per_mac"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, (int, float)) or value < 0):
-                raise SqueezelabError(f"{key}={value!r} must be >= 0")
+            if value is not None and (not _is_number(value) or not 0 <= value < math.inf):
+                raise SqueezelabError(f"{key}={value!r} must be a finite number >= 0")
         if isinstance(self.energy, str):
             if self.energy not in ENERGY_PRESETS:
                 raise SqueezelabError(f"unknown energy preset {self.energy!r}; choose one of "
@@ -185,7 +197,7 @@ PRESETS: dict[str, AcceleratorConfig] = {
 
 
 def get_preset(name: str) -> AcceleratorConfig:
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise SqueezelabError(f"unknown accelerator preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
@@ -194,9 +206,10 @@ def load_config(path: Union[str, Path]) -> AcceleratorConfig:
     """Read an accelerator config from a ``.yaml``/``.yml`` or ``.json`` file."""
     path = Path(path)
     if not path.is_file():
-        raise SqueezelabError(f"accelerator config {path} does not exist")
-    text = path.read_text()
+        raise SqueezelabError(f"accelerator config {path} does not exist or is not a file; give a .yaml or .json "
+                              f"file or a preset name")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
             yaml = require("yaml", "YAML accelerator configs")
 
@@ -205,8 +218,15 @@ def load_config(path: Union[str, Path]) -> AcceleratorConfig:
             data = json.loads(text)
         else:
             raise SqueezelabError(f"accelerator config {path} must end in .yaml, .yml or .json")
+    except UnicodeDecodeError as exc:
+        raise SqueezelabError(f"cannot read {path}: it is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+                              ) from None
     except (ValueError, ImportError) as exc:
         raise SqueezelabError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise SqueezelabError(f"cannot parse {path}: it is nested too deeply to be an accelerator config") from None
+    except OSError as exc:
+        raise SqueezelabError(f"cannot read {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # yaml.YAMLError has no common base with ValueError
         if type(exc).__module__.startswith("yaml"):
             raise SqueezelabError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
@@ -222,7 +242,8 @@ def resolve_config(config: Union[None, str, Path, dict, AcceleratorConfig]) -> A
         return config
     if isinstance(config, dict):
         return AcceleratorConfig.from_dict(config)
-    if isinstance(config, Path) or (isinstance(config, str) and config.lower().endswith((".yaml", ".yml", ".json"))):
+    if isinstance(config, Path) or (isinstance(config, str) and (
+            config.lower().endswith((".yaml", ".yml", ".json")) or "/" in config or Path(config).exists())):
         return load_config(config)
     if isinstance(config, str):
         return get_preset(config)

@@ -22,7 +22,10 @@ order, with a warning when the model has ImageNet's 1000 classes.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +36,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.datasets import SKIPPED_LABEL, cifar10_test_set, parse_data_source
-from ..data.evaluate import evaluate_model
 from ..data.preprocess import Preprocess, is_image_file_name, read_image
 from ..errors import SqueezelabError
-from ..extras import require
+from ..evaluation import evaluate_model
+from ..extras import available, note_missing, require
 from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta
 from ..weights.imagenet import imagenet_label_of_file, imagenet_wnid_index
@@ -141,6 +144,28 @@ class _ImageDataset(Dataset):
 
 
 @torch.no_grad()
+@contextlib.contextmanager
+def second_interrupt_ends_process() -> Iterator[None]:
+    """The first Ctrl-C raises KeyboardInterrupt as usual; a second one, while the first is being handled
+    (data-loader workers shutting down), ends the process at once instead of being ignored.
+
+    Only in the main thread (signal handlers can be set only there); the previous handler is restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+
+
 def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_size: int = 50, workers: int = 0,
              progress: bool = False, warn: Optional[Callable[[str], None]] = None, tta: str = "none"
              ) -> dict[str, Any]:
@@ -167,10 +192,12 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     start = time.perf_counter()
     bar = None
-    if progress:
-        tqdm = require("tqdm", "the progress bar").tqdm
-
-        bar = tqdm(total=len(dataset), unit="img", file=sys.stderr, desc="eval")
+    if progress and sys.stderr.isatty():  # a bar only on a terminal; without tqdm, one note and no bar
+        if available("tqdm"):
+            tqdm = require("tqdm", "the progress bar").tqdm
+            bar = tqdm(total=len(dataset), unit="img", file=sys.stderr, desc="eval")
+        else:
+            note_missing("tqdm", "the progress bar")
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels, errors in loader:
@@ -181,11 +208,14 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
             if bar is not None:
                 bar.update(len(labels))
 
-    try:
-        result = evaluate_model(model, batches(), tta=tta)
-    finally:
-        if bar is not None:
-            bar.close()
+    stream = batches()
+    with second_interrupt_ends_process():
+        try:
+            result = evaluate_model(model, stream, tta=tta)
+        finally:
+            stream.close()  # the loader's workers are shut down here, still under the guard
+            if bar is not None:
+                bar.close()
     count = len(dataset)
     seconds = time.perf_counter() - start
     names = meta.categories

@@ -7,17 +7,17 @@ activations of a training and an evaluation batch with the free memory.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..cpu import available_memory
 from ..errors import SqueezelabError
 from ..io import check_output
 from ..models.tracing import BLOCK, trace
 from .config import AMP_MODES, DATA_LOADERS, OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
-from .state import is_run_dir
+from .state import STATE_FILE, is_run_dir
 
 
 def validate_config(cfg: TrainConfig) -> None:
@@ -61,22 +61,11 @@ def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:
     """Before any work: the run directory can be written, and a new run replaces an old one only on request."""
     check_output(run_dir, kind="dir", what="run directory")
     if not cfg.resume and not cfg.overwrite and is_run_dir(run_dir):
+        if not (run_dir / STATE_FILE).is_file():
+            raise SqueezelabError(f"{run_dir} holds the config of a run that never saved a state, so it cannot be "
+                                  f"resumed; pass --overwrite to replace it, or choose another --output")
         raise SqueezelabError(f"{run_dir} holds a training run already; continue it with --resume {run_dir}, "
                               f"pass --overwrite to replace it, or choose another --output")
-
-
-def _available_memory(device: torch.device) -> int:
-    """Bytes free for tensors on ``device``: CUDA's free memory, or the host's MemAvailable."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _activation_elements(model: nn.Module, in_chans: int, size: int) -> tuple[int, int]:
@@ -100,7 +89,7 @@ def check_input_size(model: nn.Module, in_chans: int, size: int, batch: int, dev
                               f"raise --input-size")
     total, widest = _activation_elements(model, in_chans, size)
     need = 4 * processes * max(batch * total, 2 * max(batch, 256) * widest)
-    free = _available_memory(device)
+    free = available_memory(device)
     if need > free:
         raise SqueezelabError(f"--input-size {size} with batch {batch} needs about {need / 2**30:.1f} GiB for "
                               f"activations but {device.type} has {free / 2**30:.1f} GiB free; lower --input-size "

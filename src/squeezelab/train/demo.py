@@ -27,6 +27,7 @@ def train_stage(ctx: "DemoContext") -> None:
              f"{r['val_top5']:.1f}", f"{r['images_per_s']:.0f}"] for r in result.history]
     table = format_table(["epoch", "train loss", "val loss", "val top-1 %", "val top-5 %", "images/s"], rows,
                          markdown=True)
+    curves = "\n\n![curves](train_run/curves.png)" if (result.run_dir / "curves.png").is_file() else ""
     ctx.report.add(
         "Training (squeezenet1_1 on digits)",
         f"`squeezelab train squeezenet1_1 --data digits --input-size {INPUT_SIZE} "
@@ -34,4 +35,4 @@ def train_stage(ctx: "DemoContext") -> None:
         f"(AdamW for SqueezeNet, docs/training.md), "
         f"small-input stem, conv10 bias initialised to 1 (docs/small-inputs.md). "
         f"Best val top-1 **{result.best_top1:.1f}%** (chance 10%) in "
-        f"{result.seconds:.0f}s.\n\n{table}\n\n![curves](train_run/curves.png)")
+        f"{result.seconds:.0f}s.\n\n{table}{curves}")

@@ -3,7 +3,7 @@
 In parts, as in timm: :func:`train` is the driver; it validates everything,
 sets up (or restores) data, model and optimizer, then alternates
 :func:`train_one_epoch` and the shared top-k loop
-:func:`~squeezelab.data.evaluate.evaluate_model`, and hands every write to a
+:func:`~squeezelab.evaluation.evaluate_model`, and hands every write to a
 :class:`~squeezelab.train.state.CheckpointSaver`. What it checks before
 building anything is in :mod:`~squeezelab.train.checks`; what ``--resume``
 takes from the saved run is in :mod:`~squeezelab.train.resume`. The run
@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -44,9 +45,12 @@ from torch.utils.data import DataLoader, Dataset
 from ..compress.prune import apply_masks, load_masks
 from ..cpu import cpu_bf16_fast, keep_freed_memory
 from ..data.batched import BatchedAugment, BatchedEpoch, DecodedImages, Normalizer
-from ..data.datasets import SKIPPED_LABEL, SMALL_INPUT_MAX, DatasetBundle, EpochSampler, PadCropFlip, build_datasets
-from ..data.evaluate import EvalResult, evaluate_model
+from ..data.datasets import (SKIPPED_LABEL, SMALL_INPUT_MAX, DatasetBundle, EpochSampler, PadCropFlip, build_datasets,
+                             check_readable, parse_data_source)
+from ..data.fingerprint import check_same_data
+from ..data.preprocess import Preprocess
 from ..errors import SqueezelabError
+from ..evaluation import EvalResult, evaluate_model
 from ..models import create_model, get_model_entry
 from ..weights.checkpoint import CheckpointMeta, read_checkpoint
 from .checks import check_input_size, check_run_dir, validate_config
@@ -55,7 +59,7 @@ from .ema import WeightEma
 from .logs import Progress
 from .recipe import recompute_bn_statistics, warmup_steps
 from .resume import explicit_fields, resume_config
-from .state import MASKS_FILE, STATE_FILE, CheckpointSaver, capture_rng, load_state, restore_rng
+from .state import MASKS_FILE, STATE_FILE, CheckpointSaver, capture_rng, load_state, locked_run_dir, restore_rng
 
 __all__ = ["EvalResult", "LoopState", "Solver", "TrainResult", "TrainingRun", "choose_amp", "default_lr",
            "evaluate_model", "has_batchnorm", "lr_factor", "make_optimizer", "precision_label", "resolve_optimizer",
@@ -314,6 +318,12 @@ def _log(ddp: _Dist, message: str) -> None:
         print(message, flush=True)
 
 
+def _warn(ddp: _Dist, warning: Optional[str]) -> None:
+    """``squeezelab: warning: ...`` on stderr (as the CLI warns), on the main process, if there is a warning."""
+    if warning and ddp.is_main:
+        print(f"squeezelab: warning: {warning}", file=sys.stderr, flush=True)
+
+
 def _freeze_features(model: nn.Module) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
@@ -430,8 +440,26 @@ def _state_dict(run: TrainingRun, loop: LoopState) -> dict[str, Any]:
         "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(), "rng": capture_rng(), "epoch": loop.epoch, "step": loop.step,
         "epoch_step": loop.epoch_step, "running": dict(loop.running), "history": loop.history,
-        "best_top1": loop.best_top1, **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
+        "best_top1": loop.best_top1, "data_fingerprint": run.bundle.fingerprint,
+        **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
     }
+
+
+def _build_data(cfg: TrainConfig, resume_state: Optional[dict[str, Any]], in_chans: Optional[int],
+                pretrained: Optional[Preprocess]) -> DatasetBundle:
+    """The run's datasets; on resume, refused unless they are the run's own data (its fingerprint)."""
+    if resume_state is not None:
+        location = parse_data_source(cfg.data).location
+        if location and not Path(location).exists():
+            raise SqueezelabError(f"cannot resume: the run's data {location} does not exist; if it moved, pass "
+                                  f"--data with its new path")
+    bundle = build_datasets(cfg.data, cfg.input_size, in_chans=in_chans, augment=cfg.augment,
+                            val_fraction=cfg.val_fraction, train_limit=cfg.train_limit, val_limit=cfg.val_limit,
+                            seed=cfg.seed if cfg.data_seed is None else cfg.data_seed, pretrained=pretrained)
+    if resume_state is not None:
+        check_same_data(resume_state.get("data_fingerprint"), bundle.fingerprint, cfg.data,
+                        parse_data_source(resume_state["config"]["data"]).absolute())
+    return bundle
 
 
 def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Optional[dict[str, Any]],
@@ -443,10 +471,7 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
     else:
         pretrained = _load_pretrained(cfg)
         in_chans = cfg.in_chans or (pretrained[1].in_chans if pretrained else None)
-    bundle = build_datasets(cfg.data, cfg.input_size, in_chans=in_chans, augment=cfg.augment,
-                            val_fraction=cfg.val_fraction, train_limit=cfg.train_limit, val_limit=cfg.val_limit,
-                            seed=cfg.seed if cfg.data_seed is None else cfg.data_seed,
-                            pretrained=pretrained[1].preprocess if pretrained else None)
+    bundle = _build_data(cfg, resume_state, in_chans, pretrained[1].preprocess if pretrained else None)
     if resume_state is not None:
         if int(resume_state["num_classes"]) != bundle.num_classes:
             raise SqueezelabError(f"cannot resume: the run had {resume_state['num_classes']} classes, "
@@ -521,6 +546,8 @@ def _setup_batched_data(run: TrainingRun) -> None:
                               f"{bundle.source} trains at {bundle.input_size} px, so use --data-loader samples")
     run.normalize = Normalizer(bundle.preprocess)
     run.decoded = DecodedImages.from_dataset(bundle.train, bundle.input_size, bundle.in_chans)
+    skipped = int((run.decoded.labels == SKIPPED_LABEL).sum())
+    _warn(run.ddp, check_readable(len(bundle.train) - skipped, skipped, "training images", bundle.source))
     if augment is not None:
         flip = "none" if not augment.flip else ("derandomized" if cfg.derandomized_flips else "random")
         run.augment = BatchedAugment(bundle.input_size, translate=augment.padding > 0, flip=flip,
@@ -633,6 +660,11 @@ def _finish_epoch(run: TrainingRun, loop: LoopState, saver: CheckpointSaver) -> 
                         dtype=torch.float64)
     if ddp.enabled:
         dist.all_reduce(sums)
+    # No readable image is an error before anything is saved; a large unreadable share is said once, in the
+    # run's first epoch and first evaluation (the epoch lines count the skipped images).
+    warning = check_readable(int(sums[2].item()), int(sums[3].item()), "training images", run.bundle.source)
+    if not loop.history:
+        _warn(ddp, warning)
     count = max(sums[2].item(), 1.0)
     row: dict[str, Any] = {
         "epoch": loop.epoch + 1, "train_loss": sums[0].item() / count, "train_top1": 100.0 * sums[1].item() / count,
@@ -651,6 +683,9 @@ def _finish_epoch(run: TrainingRun, loop: LoopState, saver: CheckpointSaver) -> 
         val = evaluate_model(evaluated, run.bundle.val, batch_size=max(cfg.batch_size, 256), device=run.device,
                              workers=run.workers, channels_last=cfg.channels_last, rank=ddp.rank,
                              world_size=ddp.world_size)
+        warning = check_readable(val.count, val.skipped, "validation images", run.bundle.source)
+        if all(row["val_top1"] is None for row in loop.history):
+            _warn(ddp, warning)
         row.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5,
                    skipped_images=row["skipped_images"] + val.skipped, eval_seconds=time.perf_counter() - tic)
         improved = val.top1 > loop.best_top1
@@ -696,19 +731,23 @@ def train(config: Optional[TrainConfig] = None, *, explicit: Optional[Collection
         config = replace(config, **kwargs)
     threads = torch.get_num_threads()
     try:
-        return _drive(config, explicit_fields(config) if explicit is None else set(explicit))
+        # a missing, foreign or damaged state is refused before the lock touches the run directory
+        resume_state = load_state(config.resume) if config.resume else None
+        run_dir = _resolve_run_dir(config)
+        with locked_run_dir(run_dir, enabled=int(os.environ.get("RANK", "0")) == 0, create=not config.resume):
+            return _drive(config, explicit_fields(config) if explicit is None else set(explicit), run_dir,
+                          resume_state)
     finally:
         torch.set_num_threads(threads)
 
 
-def _drive(cfg: TrainConfig, explicit: set[str]) -> TrainResult:
+def _drive(cfg: TrainConfig, explicit: set[str], run_dir: Path, resume_state: Optional[dict[str, Any]]
+           ) -> TrainResult:
     """The driver: validate, set up (or restore), run the epochs, save; nothing is written before the first save."""
-    resume_state = load_state(cfg.resume) if cfg.resume else None
-    run_dir = _resolve_run_dir(cfg)
     planned = cfg.epochs
     if resume_state is not None:
         cfg, planned = resume_config(cfg, resume_state["config"], explicit)
-    cfg = cfg.with_recipe()
+    cfg = replace(cfg.with_recipe(), data=parse_data_source(cfg.data).absolute())  # the run records where
     validate_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

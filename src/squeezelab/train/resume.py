@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import MISSING, fields, replace
-from pathlib import Path
 from typing import Any, Collection
 
 from ..data.datasets import parse_data_source
@@ -30,17 +29,11 @@ def explicit_fields(cfg: TrainConfig) -> set[str]:
     return given
 
 
-def _data_identity(data: str) -> tuple[str, str]:
-    """A ``--data`` string's kind and resolved folder: ``../shared/data`` and its absolute path are one source."""
-    source = parse_data_source(data)
-    return source.kind, str(Path(source.location).resolve()) if source.location else ""
-
-
 def _same_setting(name: str, given: Any, saved: Any) -> bool:
     if name == "model":
         return get_model_entry(given).name == get_model_entry(saved).name
-    if name == "data":
-        return _data_identity(given) == _data_identity(saved)
+    if name == "data":  # another path to the same kind of data: the data fingerprint decides (engine)
+        return parse_data_source(given).kind == parse_data_source(saved).kind
     return given == saved
 
 
@@ -48,7 +41,8 @@ def resume_config(cfg: TrainConfig, saved: dict[str, Any], explicit: Collection[
     """The saved run's configuration with this call's runtime fields, and the run's planned epochs.
 
     Every field outside :data:`RUNTIME_FIELDS` comes from ``saved``, unless it is one of
-    :data:`ADJUSTABLE_FIELDS` named in ``explicit``. Any other field named in ``explicit``
+    :data:`ADJUSTABLE_FIELDS` named in ``explicit``, or ``data`` given as another path to the same kind of
+    source (a moved folder: training checks the run's data fingerprint). Any other field named in ``explicit``
     whose value differs from the saved one is an error, except a larger ``epochs``: that
     extends the run with a new schedule (the caller logs it).
     """
@@ -66,5 +60,5 @@ def resume_config(cfg: TrainConfig, saved: dict[str, Any], explicit: Collection[
             extend = " (a larger --epochs extends it)" if name == "epochs" else ""
             raise SqueezelabError(f"{flag} {given!r} conflicts with the resumed run's {value!r}: --resume takes "
                                   f"every setting from the run; drop the flag{extend}")
-        restored[name] = value
+        restored[name] = given if name == "data" and name in explicit else value
     return replace(cfg, **restored), int(saved["epochs"])

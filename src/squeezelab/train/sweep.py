@@ -7,7 +7,11 @@ with a record and resumes an unfinished run from its last saved epoch (the
 trainer's own ``state.pt``), so an interrupted sweep continues where it
 stopped. The report (``results.json``, ``report.md``, ``figure3.png``) is
 rebuilt from the records after every point, and by :func:`report_from_cache`
-without training. Statistics and verdicts: :mod:`squeezelab.analysis.design_space`.
+without training. A record that is not a valid point record (damaged, edited,
+from another version) counts as missing: the sweep warns and trains the point
+again; the report warns and leaves it out. A sweep holds an OS lock on its
+folder (``train.state.locked_run_dir``) while it trains. Statistics and
+verdicts: :mod:`squeezelab.analysis.design_space`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import shutil
 import sys
 import time
@@ -28,13 +33,13 @@ from ..analysis.counting import count_params
 from ..data.datasets import build_datasets, parse_data_source
 from ..errors import SqueezelabError
 from ..extras import require
-from ..io import atomic_write_text, check_output
+from ..io import atomic_write_text, check_output, remove_stray_temporaries
 from ..models import create_model
 from ..weights.checkpoint import read_checkpoint
 from .config import TrainConfig
 from .engine import Solver, has_batchnorm, resolve_solver, train
 from .resume import ADJUSTABLE_FIELDS, RUNTIME_FIELDS
-from .state import STATE_FILE
+from .state import STATE_FILE, locked_run_dir
 
 #: The architecture every point trains: SqueezeNet v1.0, the network section 5 varies.
 MODEL = "squeezenet1_0"
@@ -45,6 +50,10 @@ FP32_BYTES, MB = 4, 2 ** 20
 DATA_SEED = 0
 #: Version of the point record; a change of the training protocol that keeps the keys must bump it.
 RECORD_VERSION = 2
+#: The fields of a point record the report reads, with their types (``_read_record`` checks them).
+RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "top1": (int, float), "seed": int, "params": int, "size_mb": (int, float), "imagenet_size_mb": (int, float),
+    "train_seconds": (int, float)}
 
 
 @dataclass(frozen=True)
@@ -151,24 +160,52 @@ def _record(point: DesignPoint, seed: int, budget: Budget, data: str, run_dir: P
     }
 
 
-def _load_records(points_dir: Path, keys: dict[tuple[DesignPoint, int], str]
+def _record_problem(record: Any, seed: int) -> Optional[str]:
+    """What makes ``record`` unusable as the point record of ``seed`` (None: it is usable)."""
+    if not isinstance(record, dict):
+        return f"it holds {type(record).__name__}, not a record"
+    for name, kind in RECORD_FIELDS.items():
+        value = record.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"its {name!r} is {'missing' if name not in record else type(value).__name__}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"its {name!r} is {value}"
+    if not 0.0 <= record["top1"] <= 100.0 or record["seed"] != seed:
+        return f"its top-1 {record['top1']} or seed {record['seed']} is wrong for seed {seed}"
+    return None
+
+
+def _read_record(path: Path, seed: int, log: Callable[[str], None]) -> Optional[dict[str, Any]]:
+    """The point record at ``path``, or None (with one warning) if it is missing, unreadable or malformed."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
+        problem: Optional[str] = f"it is unreadable ({str(exc).splitlines()[0]})"
+    else:
+        problem = _record_problem(record, seed)
+    if problem is None:
+        return record
+    log(f"squeezelab: warning: cached point {path} is not a valid point record ({problem}); it counts as not "
+        f"trained (a sweep trains it again)")
+    return None
+
+
+def _load_records(points_dir: Path, keys: dict[tuple[DesignPoint, int], str], log: Callable[[str], None]
                   ) -> dict[DesignPoint, list[dict[str, Any]]]:
     found: dict[DesignPoint, list[dict[str, Any]]] = {}
-    for (point, _seed), key in keys.items():
-        path = points_dir / f"{key}.json"
-        if path.is_file():
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise SqueezelabError(f"cached point {path} is unreadable ({exc}); delete it to retrain") from None
+    for (point, seed), key in keys.items():
+        record = _read_record(points_dir / f"{key}.json", seed, log)
+        if record is not None:
             found.setdefault(point, []).append(record)
     return found
 
 
 def _report(output: Path, budget: Budget, data: str, experiments: Sequence[str], seeds: Sequence[int],
-            keys: dict[tuple[DesignPoint, int], str], tol: float, confidence: float, plots: bool
-            ) -> tuple[dict[str, Any], list[Path]]:
-    records = _load_records(output / "points", keys)
+            keys: dict[tuple[DesignPoint, int], str], tol: float, confidence: float, plots: bool,
+            log: Callable[[str], None]) -> tuple[dict[str, Any], list[Path]]:
+    records = _load_records(output / "points", keys, log)
     summaries = {p: summarize(r, confidence) for p, r in records.items()}
     report = build_report(summaries, records, experiments, len(seeds), tol, confidence)
     report.update(budget=asdict(budget), data=data, seeds=list(seeds))
@@ -198,17 +235,22 @@ def _keys(points: Sequence[DesignPoint], seeds: Sequence[int], budget: Budget, d
     return {(p, s): point_key(p, s, budget, data) for p in points for s in seeds}
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def report_from_cache(output: Path, *, budget: str | Budget = "quick", data: str = "digits",
                       experiments: Sequence[str] = tuple(EXPERIMENTS), seeds: Sequence[int] = (0, 1, 2),
-                      tol: float = DEFAULT_TOLERANCE, confidence: float = DEFAULT_CONFIDENCE, plots: bool = True
-                      ) -> tuple[dict[str, Any], list[Path]]:
-    """Rebuild the report from the cached point records in ``output``, training nothing."""
+                      tol: float = DEFAULT_TOLERANCE, confidence: float = DEFAULT_CONFIDENCE, plots: bool = True,
+                      log: Callable[[str], None] = _stderr) -> tuple[dict[str, Any], list[Path]]:
+    """Rebuild the report from the cached point records in ``output``, training nothing (a malformed record
+    is left out with a warning)."""
     output = Path(output)
     spec = _prepare(budget, experiments, seeds, output, plots)
     if not (output / "points").is_dir():
         raise SqueezelabError(f"{output} holds no cached points ({output / 'points'} is missing); run the sweep first")
     keys = _keys(grid(experiments), seeds, spec, data)
-    return _report(output, spec, data, experiments, seeds, keys, tol, confidence, plots)
+    return _report(output, spec, data, experiments, seeds, keys, tol, confidence, plots, log)
 
 
 def run_sweep(output: Path, *, budget: str | Budget = "quick", data: str = "digits",
@@ -216,19 +258,33 @@ def run_sweep(output: Path, *, budget: str | Budget = "quick", data: str = "digi
               tol: float = DEFAULT_TOLERANCE, confidence: float = DEFAULT_CONFIDENCE, threads: Optional[int] = None,
               device: str = "auto", max_points: Optional[int] = None, stop_after_epochs: Optional[int] = None,
               keep_runs: bool = False, plots: bool = True, progress: bool = False,
-              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> SweepResult:
+              log: Callable[[str], None] = _stderr) -> SweepResult:
     """Train every (point, seed) of ``experiments`` not cached in ``output`` yet, then write the report.
 
     ``budget`` is a name of :data:`BUDGETS` or a :class:`Budget` (tests pass tiny ones). ``max_points``
     trains at most that many new points in this call; ``stop_after_epochs`` stops the first unfinished
     run after that many epochs (its state is kept, the next call resumes it). A finished run's
-    directory is deleted once its record is written unless ``keep_runs``.
+    directory is deleted once its record is written unless ``keep_runs``. The sweep holds a lock on
+    ``output`` while it runs: a second sweep into it is a one-line error.
     """
     output = Path(output)
     spec = _prepare(budget, experiments, seeds, output, plots)
+    with locked_run_dir(output, what="sweep folder"):
+        return _run_sweep(output, spec, data, experiments, seeds, tol, confidence, threads, device, max_points,
+                          stop_after_epochs, keep_runs, plots, progress, log)
+
+
+def _run_sweep(output: Path, spec: Budget, data: str, experiments: Sequence[str], seeds: Sequence[int], tol: float,
+               confidence: float, threads: Optional[int], device: str, max_points: Optional[int],
+               stop_after_epochs: Optional[int], keep_runs: bool, plots: bool, progress: bool,
+               log: Callable[[str], None]) -> SweepResult:
+    """:func:`run_sweep` once the arguments are checked and the folder is locked."""
+    if (output / "points").is_dir():
+        remove_stray_temporaries(output / "points")  # records whose write a kill cut short
     points = grid(experiments)
     keys = _keys(points, seeds, spec, data)
-    todo = [(p, s) for s in seeds for p in points if not (output / "points" / f"{keys[p, s]}.json").is_file()]
+    todo = [(p, s) for s in seeds for p in points
+            if _read_record(output / "points" / f"{keys[p, s]}.json", s, log) is None]
     cached = [keys[k] for k in keys if k not in todo]
     if todo:  # bad data fails here, in one line, before anything is logged or trained
         build_datasets(data, spec.input_size, train_limit=spec.train_limit, val_limit=spec.val_limit, augment=False)
@@ -266,6 +322,6 @@ def run_sweep(output: Path, *, budget: str | Budget = "quick", data: str = "digi
             shutil.rmtree(run_dir)
         log(f"sweep: {point.label} seed {seed}: test top-1 {record['top1']:.2f}%, {record['size_mb']:.2f} MB, "
             f"{time.perf_counter() - start:.0f}s")
-    report, files = _report(output, spec, data, experiments, seeds, keys, tol, confidence, plots)
+    report, files = _report(output, spec, data, experiments, seeds, keys, tol, confidence, plots, log)
     return SweepResult(output, trained, cached, report, files, stopped, interrupted)
 

@@ -185,8 +185,14 @@ def read_caffemodel(path: PathLike) -> list[CaffeLayer]:
 _TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|[{}:]|[^\s{}:#"\']+')
 
 
-def _parse_text(tokens: list[str], pos: int) -> tuple[list[tuple[str, Any]], int]:
+#: Deepest nesting of ``{ }`` a prototxt may have (Caffe's are 3 deep); deeper is refused, not a RecursionError.
+MAX_PROTOTXT_DEPTH = 64
+
+
+def _parse_text(tokens: list[str], pos: int, depth: int = 0) -> tuple[list[tuple[str, Any]], int]:
     """(key, string or nested list) entries from ``pos`` up to the closing brace; its position."""
+    if depth > MAX_PROTOTXT_DEPTH:
+        raise ValueError(f"nested more than {MAX_PROTOTXT_DEPTH} deep")
     items: list[tuple[str, Any]] = []
     while pos < len(tokens) and tokens[pos] != "}":
         key = tokens[pos]
@@ -195,7 +201,7 @@ def _parse_text(tokens: list[str], pos: int) -> tuple[list[tuple[str, Any]], int
         if pos + 1 >= len(tokens):
             raise ValueError(key)
         if tokens[pos + 1] == "{":
-            value, pos = _parse_text(tokens, pos + 2)
+            value, pos = _parse_text(tokens, pos + 2, depth + 1)
             if pos >= len(tokens):
                 raise ValueError(key)
             items.append((key, value))
@@ -236,7 +242,8 @@ def read_prototxt(path: PathLike) -> list[PrototxtLayer]:
     try:
         items, pos = _parse_text(tokens, 0)
     except ValueError as exc:
-        raise SqueezelabError(f"{path} is not a valid prototxt (unfinished entry {exc})") from None
+        reason = str(exc) if str(exc).startswith("nested") else f"unfinished entry {exc}"
+        raise SqueezelabError(f"{path} is not a valid prototxt ({reason})") from None
     if pos < len(tokens):
         raise SqueezelabError(f"{path} is not a valid prototxt (unmatched '}}')")
     layers = []

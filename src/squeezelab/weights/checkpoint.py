@@ -22,7 +22,7 @@ from torch import nn
 
 from ..data.preprocess import Preprocess
 from ..errors import SqueezelabError
-from ..io import PathLike, atomic_path
+from ..io import PathLike, atomic_path, target_name
 from ..models import create_model
 
 FORMAT = "squeezelab-checkpoint/1"
@@ -86,7 +86,7 @@ def save_checkpoint(path: PathLike, state_dict: Mapping[str, torch.Tensor], meta
         try:
             save_file(tensors, str(tmp), metadata=meta.to_strings())
         except SafetensorError as exc:  # safetensors reports write errors (disk full, EFBIG) as its own type
-            raise SqueezelabError(f"cannot write {path}: {exc}; nothing was written there") from None
+            raise SqueezelabError(f"cannot write {target_name(path)}: {exc}; nothing was written there") from None
 
 
 def read_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:

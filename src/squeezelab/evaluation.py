@@ -1,4 +1,5 @@
-"""The one top-k evaluation loop, shared by training, ``squeezelab eval`` and the compression curve.
+"""The one top-k evaluation loop, shared by training, ``squeezelab eval`` and the compression curve: a stage
+above ``data`` (it runs models on datasets), below ``train``, ``inference`` and ``compress``, which call it.
 
 :func:`evaluate_model` takes a model (any callable from an image batch to
 logits) and either a :class:`~torch.utils.data.Dataset` of ``(image, label)``
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .datasets import SKIPPED_LABEL
+from .data.datasets import SKIPPED_LABEL
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 #: Test-time augmentations (:func:`tta_logits`): none; the horizontal flip (averaged logits); or the flip and 1-px
