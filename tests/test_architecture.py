@@ -233,6 +233,8 @@ HOOK_EXCEPTIONS = {
     "squeezelab.compress.biascorr": "captures the input activations of chosen layers on real images (bias correction)",
     "squeezelab.analysis.memory": "counts the bytes of live tensors per ATen op (peak memory), which a layer list "
                                   "cannot show",
+    "squeezelab.search.proxies": "reads the ReLU activation patterns of real images (the NASWOT kernel), values "
+                                 "that a layer list does not hold",
 }
 _HOOK_CALLS = ("register_forward_hook", "register_forward_pre_hook", "register_module_forward_hook",
                "register_module_forward_pre_hook")
