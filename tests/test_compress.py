@@ -245,7 +245,7 @@ def test_deep_compression_at_6_bits_fits_half_a_megabyte_and_keeps_accuracy(dc_w
 
 def test_claim_rows_and_demo_stage(tmp_path):
     from squeezelab.compress.claims import deep_compression_sizes
-    from squeezelab.compress.demo import stage
+    from squeezelab.demo.compress import stage
     from squeezelab.demo import DemoContext, Report
 
     rows = deep_compression_sizes()

@@ -74,7 +74,7 @@ def test_bad_input_is_one_line(argv, tmp_path, capsys):
 
 def test_demo_stage(tmp_path):
     from squeezelab.demo import DemoContext, Report
-    from squeezelab.hwsim.demo import stage
+    from squeezelab.demo.hwsim import stage
 
     ctx = DemoContext(Report(tmp_path), quick=True)
     stage(ctx)

@@ -149,7 +149,7 @@ def test_evaluate_rejects_more_folders_than_classes(tiny_checkpoint, tmp_path):
 
 def test_demo_stage_with_and_without_offline_weights(tmp_path, monkeypatch):
     from squeezelab.demo import DemoContext, Report
-    from squeezelab.inference.demo import pretrained_stage
+    from squeezelab.demo.inference import pretrained_stage
 
     monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(registry.WEIGHTS_DIR_ENV, str(tmp_path / "weights"))

@@ -203,7 +203,7 @@ def test_every_seed_trains_on_the_same_data_subset(tmp_path: Path, monkeypatch: 
 
 def test_demo_shows_the_committed_sweep_report_beside_the_claims(tmp_path: Path) -> None:
     """``make demo`` passes the committed quick-budget results; their tables, plot and verdicts join the report."""
-    from squeezelab.analysis.demo import design_space_stage
+    from squeezelab.demo.analysis import design_space_stage
     from squeezelab.demo import DemoContext, Report
 
     committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "design_space_quick"

@@ -16,7 +16,7 @@ from PIL import Image
 from squeezelab.cli.main import main as cli_main
 from squeezelab.data.preprocess import CIFAR10_32, CIFAR10_CLASSES
 from squeezelab.demo import DemoContext, Report
-from squeezelab.inference.demo import cifar10_stage
+from squeezelab.demo.inference import cifar10_stage
 from squeezelab.io import sha256_file
 from squeezelab.weights import build_model
 from squeezelab.weights.registry import TRAINED_DIR, WEIGHTS, fetch_weights

@@ -29,6 +29,7 @@ EXTRAS = {
     "tqdm": "train",
     "skimage": "data",
     "yaml": "data",
+    "optuna": "search",
 }
 #: The notes :func:`note_missing` has printed in this process (each is printed once).
 _NOTED: set[str] = set()

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "top-k classes of images (preprocessing from the weights' metadata)"),
     "eval": ("eval", "top-1/top-5 accuracy on an ImageFolder, ImageNet-sample folder or the CIFAR-10 test zip"),
     "simulate": ("simulate", "simulate a model on a systolic-array accelerator (SCALE-Sim cycles, energy)"),
+    "search": ("search", "hardware-aware co-design search of SqueezeNext and a systolic-array accelerator "
+               "(optuna NSGA-II/TPE or exact enumeration); resumable"),
     "train": ("train", "train or fine-tune a model on digits, Fashion-MNIST, CIFAR-10 zips or an image folder"),
     "sweep": ("sweep", "train SqueezeNet's design space (Figure 3 SR/pct3x3 sweeps, Table 3 bypass) with seeds and "
               "confidence intervals; resumable"),

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import SqueezelabError
 from ..extras import require
 from ..tables import format_table
-from .args import MAX_INPUT_SIZE, check_outputs
+from .args import MAX_INPUT_SIZE, check_outputs, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataflow", choices=("ws", "os", "is", "best"), help="overrides the config's dataflow")
     p.add_argument("--energy", help="energy-cost preset (overrides the config's)")
     p.add_argument("--dram-bw", type=float, help="DRAM bandwidth in bytes per cycle (default: unlimited)")
+    p.add_argument("--glb-kib", type=positive_int, help="global buffer in KiB (overrides the config's)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="speedup and energy ratio of B over A")
     p.add_argument("--sweep", action="store_true", help="all MODELs on --arrays x --dataflows, one table")
     p.add_argument("--arrays", default="8x8,16x16,32x32", help="sweep arrays (default: 8x8,16x16,32x32)")
@@ -68,6 +69,8 @@ def _config(args: argparse.Namespace, dataflow=None, array=None):
         changes["energy"] = args.energy
     if args.dram_bw is not None:
         changes["dram_bw_bytes_per_cycle"] = args.dram_bw
+    if args.glb_kib is not None:
+        changes["glb_bytes"] = args.glb_kib * 1024
     return cfg.replace(**changes) if changes else cfg
 
 

@@ -94,13 +94,6 @@ def apply_masks(target: nn.Module | dict[str, torch.Tensor], masks: Mapping[str,
             tensors[name].mul_(mask.to(tensors[name].device, tensors[name].dtype))
 
 
-def density_of(masks: Mapping[str, torch.Tensor]) -> float:
-    """Fraction of weights kept over all masks."""
-    kept = sum(int(m.sum()) for m in masks.values())
-    total = sum(m.numel() for m in masks.values())
-    return kept / max(total, 1)
-
-
 class MaskKeeper:
     """Keeps pruned weights at zero during fine-tuning.
 

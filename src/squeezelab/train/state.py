@@ -165,6 +165,11 @@ def _in_use(run_dir: Path, what: str, holder: str) -> SqueezelabError:
                            f"finish or choose another --output")
 
 
+def _pid_in(lock_fd: int) -> str:
+    """The pid a run wrote into its lock file (:func:`_lock`), as text; "" if it wrote none yet."""
+    return os.pread(lock_fd, 32, 0).decode("ascii", "replace").strip()
+
+
 def _lock_holder(run_dir: Path) -> str | None:
     """The pid written in ``RUN/.lock`` while another process holds it; ``None`` when nobody does."""
     try:
@@ -174,7 +179,7 @@ def _lock_holder(run_dir: Path) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
-        return os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return _pid_in(fd)
     finally:
         os.close(fd)
     return None
@@ -194,7 +199,7 @@ def _lock(lock_path: Path, run_dir: Path, what: str) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            holder = _pid_in(fd)
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise SqueezelabError(f"cannot lock {what} {run_dir}: {exc.strerror or exc}") from None

@@ -5,28 +5,38 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from skimage import data as skdata
 from torch.utils.data import DataLoader
 
 from ..data.datasets import SKIPPED_LABEL, cifar10_test_set
-from ..demo import DemoContext
 from ..errors import SqueezelabError
+from ..extras import require
 from ..plotting import new_figure
 from ..tables import format_table
 from ..weights import build_model, get_weights_entry, list_weights
 from ..weights.registry import WEIGHTS_DIR_ENV, fetch_weights
-from .predict import predict
+from ..inference.predict import predict
+from .report import DemoContext
 
 #: CIFAR-10 test images the demo scores each checkpoint on (a fixed random subset; quick: fewer).
 CIFAR10_SLICE, CIFAR10_SLICE_QUICK = 2000, 500
 
 #: skimage photos whose ImageNet class all three weight sets agree on (shared/data README section 5.1).
 PHOTOS = {
-    "chelsea": (skdata.chelsea, "tabby / tiger cat / Egyptian cat"),
-    "coffee": (skdata.coffee, "espresso"),
-    "stereo_motorcycle": (lambda: skdata.stereo_motorcycle()[0], "moped / motor scooter"),
-    "camera": (lambda: np.stack([skdata.camera()] * 3, axis=-1), "tripod"),
+    "chelsea": "tabby / tiger cat / Egyptian cat",
+    "coffee": "espresso",
+    "stereo_motorcycle": "moped / motor scooter",
+    "camera": "tripod",
 }
+
+
+def _photos(quick: bool) -> list[tuple[str, np.ndarray]]:
+    """The demo's photos as (name, RGB array); the grey ``camera`` is stacked to three channels."""
+    skdata = require("skimage.data", "the demo's photos")
+    photos = []
+    for name in list(PHOTOS)[: 3 if quick else None]:
+        image = skdata.stereo_motorcycle()[0] if name == "stereo_motorcycle" else getattr(skdata, name)()
+        photos.append((name, np.stack([image] * 3, axis=-1) if image.ndim == 2 else image))
+    return photos
 
 
 def _offline_weights(dataset: str) -> tuple[list[str], list[str]]:
@@ -54,13 +64,14 @@ def pretrained_stage(ctx: DemoContext) -> None:
     if not available:
         ctx.report.add("Pretrained weights", f"No pretrained weights are available offline on this machine.\n\n{how}")
         return
-    photos = list(PHOTOS.items())[: 3 if ctx.quick else None]
-    images = [loader() for _, (loader, _) in photos]
+    photos = _photos(ctx.quick)
+    images = [image for _, image in photos]
     columns = {}
     for name in available:
         columns[name] = predict(build_model(name), images, topk=3)
     rows = []
-    for i, (photo, (_, expected)) in enumerate(photos):
+    for i, (photo, _) in enumerate(photos):
+        expected = PHOTOS[photo]
         cells = [", ".join(f"{s.name} {s.probability:.2f}" for s in columns[name][i]) for name in available]
         rows.append([photo, expected, *cells])
     table = format_table(["photo", "expected", *available], rows, markdown=True)
@@ -114,8 +125,8 @@ def cifar10_stage(ctx: DemoContext) -> None:
     zip_dir = ctx.data_dir if ctx.data_dir and (ctx.data_dir / "cifar10_test_jpeg.zip").is_file() else None
     lines = [f"- `{name}`: {get_weights_entry(name).description}" for name in available]
     if zip_dir is None:
-        photos = list(PHOTOS.items())[: 3 if ctx.quick else None]
-        images = [loader() for _, (loader, _) in photos]
+        photos = _photos(ctx.quick)
+        images = [image for _, image in photos]
         rows = [[photo] for photo, _ in photos]
         for name in available:
             for row, scores in zip(rows, predict(build_model(name), images, topk=3)):

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import torch
 
-from ..demo import DemoContext
 from ..errors import SqueezelabError
 from ..tables import format_table
 from ..weights.checkpoint import CheckpointMeta
 from ..weights.loader import build_model, load_weights, model_from_state
 from ..weights.registry import fetch_weights
-from .pipeline import compress_model
+from ..compress.pipeline import compress_model
+from .report import DemoContext
 
 
 def _source(ctx: DemoContext) -> tuple[dict[str, torch.Tensor], CheckpointMeta, str]:

@@ -10,19 +10,20 @@ from torch import nn
 from ..export.formats import check_parity
 from ..export.onnx import export_onnx
 from ..export.timing import machine_info, sgemm_gflops
+from ..deploy.bench import BENCH_HEADERS, bench_model, bench_table_rows
 from ..tables import format_table
 from ..weights import build_model
-from .bench import BENCH_HEADERS, bench_model, bench_table_rows
+from .report import DemoContext
 
 
-def _demo_model(ctx) -> tuple[nn.Module, str]:
+def _demo_model(ctx: DemoContext) -> tuple[nn.Module, str]:
     checkpoint = ctx.artifacts.get("checkpoint")
     if checkpoint is not None:
-        return build_model(checkpoint), f"the trained checkpoint {Path(checkpoint).name}"
+        return build_model(checkpoint).eval(), f"the trained checkpoint {Path(checkpoint).name}"
     return build_model("squeezenet1_1").eval(), "squeezenet1_1 (random init: no checkpoint from training)"
 
 
-def stage(ctx) -> None:
+def stage(ctx: DemoContext) -> None:
     """Export to ONNX with metadata, report the parity, and bench zoo eager / optimized eager / ONNX Runtime."""
     model, label = _demo_model(ctx)
     meta = model.pretrained_cfg

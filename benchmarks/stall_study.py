@@ -15,7 +15,7 @@ test images. Variants:
 
 Each epoch prints test accuracy and the share of images whose ten logits are
 all zero (the dead-classifier signature). Run:
-``python -m squeezelab.train.stall_study [--variants ...] [--json out.json]``.
+``.venv/bin/python benchmarks/stall_study.py [--variants ...] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from ..data.datasets import FASHION_MNIST_DIR, read_fashion_mnist
-from ..io import atomic_write_text
-from ..models import create_model
-from ..models.squeezenet import CONV10_BIAS_INIT
-from ..tables import format_table
-from .engine import default_lr, lr_factor
+from squeezelab.data.datasets import FASHION_MNIST_DIR, read_fashion_mnist
+from squeezelab.io import atomic_write_text
+from squeezelab.models import create_model
+from squeezelab.models.squeezenet import CONV10_BIAS_INIT
+from squeezelab.tables import format_table
+from squeezelab.train.engine import default_lr, lr_factor
 
 VARIANTS = ("torchvision", "torchvision+bias", "squeezelab", "small-cnn")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from ..tables import format_table
-from .config import PRESETS
-from .study import plot_layers, simulate_network
+from ..hwsim.config import PRESETS
+from ..hwsim.study import plot_layers, simulate_network
+from .report import DemoContext
 
 NETWORKS = ("SqueezeNet v1.0", "1.0-SqNxt-23", "1.0-SqNxt-23v5")
 
 
-def stage(ctx) -> None:  # noqa: ANN001 (squeezelab.demo.DemoContext; imported lazily by the demo)
+def stage(ctx: DemoContext) -> None:
     """Simulate the three networks at 227x227 on the ``default`` preset; per-layer time/energy plot."""
     results = [simulate_network(label, "default") for label in NETWORKS]
     v5 = results[-1]

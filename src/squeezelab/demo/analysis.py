@@ -4,17 +4,17 @@ design-space experiments beside them."""
 from __future__ import annotations
 
 import shutil
-from typing import Any
 
+from ..analysis.claims import render_markdown, run_claims
+from ..analysis.plots import plot_profile
+from ..analysis.profiling import Profile, profile
+from ..analysis.sweep_claims import FIGURE_NAME as SWEEP_FIGURE
 from ..io import atomic_path
 from ..weights import build_model
-from .claims import render_markdown, run_claims
-from .plots import plot_profile
-from .profiling import Profile, profile
-from .sweep_claims import FIGURE_NAME as SWEEP_FIGURE
+from .report import DemoContext
 
 
-def _demo_profile(ctx: Any) -> Profile:
+def _demo_profile(ctx: DemoContext) -> Profile:
     checkpoint = ctx.artifacts.get("checkpoint")
     if checkpoint is None:
         return profile("squeezenet1_1", 224)
@@ -24,7 +24,7 @@ def _demo_profile(ctx: Any) -> Profile:
     return prof
 
 
-def stage(ctx: Any) -> None:
+def stage(ctx: DemoContext) -> None:
     """Per-layer profile (table and plot) of the trained checkpoint, or SqueezeNet v1.1, and the claims."""
     prof = _demo_profile(ctx)
     source = f"checkpoint `{prof.meta['checkpoint']}`" if "checkpoint" in prof.meta else "squeezenet1_1 (no checkpoint)"
@@ -41,7 +41,7 @@ def stage(ctx: Any) -> None:
     ctx.report.add("The papers' claims", body.replace("\n## ", "\n### "))
 
 
-def design_space_stage(ctx: Any) -> None:
+def design_space_stage(ctx: DemoContext) -> None:
     """The learning experiments beside the static claims: the report ``squeezelab sweep`` wrote into
     ``ctx.sweep_dir`` (Figure 3's SR and pct3x3 sweeps, Table 3's bypass variants, a verdict per finding)."""
     folder = ctx.sweep_dir

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..tables import format_table
-from .config import TrainConfig
-from .engine import train
-
-if TYPE_CHECKING:
-    from ..demo import DemoContext
+from ..train.config import TrainConfig
+from ..train.engine import train
+from .report import DemoContext
 
 DATA = "digits"
 INPUT_SIZE = 8
 EPOCHS = 6
 
 
-def train_stage(ctx: "DemoContext") -> None:
+def train_stage(ctx: DemoContext) -> None:
     """Train squeezenet1_1 on digits at 8 px with the default recipe (6 epochs; ctx.quick: 1 epoch on 200 images)."""
     options = dict(train_limit=200, val_limit=100, epochs=1) if ctx.quick else dict(epochs=EPOCHS)
     result = train(TrainConfig("squeezenet1_1", data=DATA, input_size=INPUT_SIZE, threads=1, progress=False,
