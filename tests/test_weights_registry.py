@@ -191,6 +191,20 @@ def test_create_model_with_weights_matches_build_model():
     assert head.num_classes == 10 and torch.equal(head.features[0].weight, model.features[0].weight)
 
 
+def test_model_from_state_copies_the_state_it_is_given():
+    """Compression changes a rebuilt model's weights in place while the state it came from stays the parent:
+    the model must hold copies (a model aliasing its state turned refinement into damage)."""
+    from squeezelab.weights.loader import model_from_state
+
+    state, meta = load_weights("squeezenet1_1.torchvision")
+    before = {k: v.clone() for k, v in state.items()}
+    model = model_from_state(state, meta)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(0.5)
+    assert all(torch.equal(state[k], before[k]) for k in state)
+
+
 def test_cli_convert_round_trip(tmp_path, capsys):
     out = tmp_path / "dc.safetensors"
     assert main(["convert", "--from", "deep-compression", str(DC), "-o", str(out)]) == 0

@@ -210,9 +210,13 @@ def check_architecture(meta: CheckpointMeta, model: Optional[str], weights: str 
 
 
 def _state_into(net: nn.Module, state: Mapping[str, torch.Tensor], what: str, description: str) -> nn.Module:
-    """Load ``state`` strictly into ``net`` (built on the meta device: the tensors are assigned, not copied)."""
+    """Load a copy of ``state`` strictly into ``net`` (built on the meta device: the copies are assigned).
+
+    Copies, so the model never aliases the caller's tensors: compression and calibration change a model's
+    weights in place while the state they came from must stay the parent."""
     expected = net.state_dict()
-    state = {k: v.to(expected[k].dtype) if k in expected and v.is_floating_point() else v for k, v in state.items()}
+    state = {k: v.to(dtype=expected[k].dtype if k in expected and v.is_floating_point() else v.dtype, copy=True)
+             for k, v in state.items()}
     try:
         net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
