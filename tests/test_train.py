@@ -184,6 +184,46 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path: Path) -> None:
     assert result.history[0]["skipped_images"] == 1
 
 
+def test_nonfinite_gradients_of_a_finite_loss_are_zeroed_once_noted(tmp_path: Path, monkeypatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A kernel that returns NaN gradient entries while the loss is finite (oneDNN's bf16 backward on AVX-512,
+    docs/reliability.md) must not put NaN into the weights: the entries are zeroed, with one warning."""
+    import squeezelab.train.engine as engine
+
+    def poisoned(*args, **kwargs):
+        model = create_model(*args[:1], num_classes=args[1], in_chans=args[2], **args[3])
+        first = next(model.parameters())
+        calls = {"n": 0}
+
+        def hook(grad: torch.Tensor) -> torch.Tensor:
+            calls["n"] += 1
+            grad = grad.clone()
+            grad.view(-1)[:5] = float("nan") if calls["n"] % 2 else float("inf")
+            return grad
+
+        first.register_hook(hook)
+        return model
+
+    monkeypatch.setattr(engine, "_create", poisoned)
+    result = train(TrainConfig("squeezenet1_1", epochs=2, output=str(tmp_path / "run"), **TINY))
+    state, _ = read_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert all(torch.isfinite(v).all() for v in state.values())
+    assert all(math.isfinite(row["train_loss"]) for row in result.history)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "non-finite gradient" in line]
+    assert len(warnings) == 1 and "5 non-finite gradient value(s) at epoch 1 step 1" in warnings[0]
+
+
+def test_zero_nonfinite_gradients_leaves_finite_ones_alone() -> None:
+    from squeezelab.train.engine import zero_nonfinite_gradients
+
+    model = torch.nn.Linear(3, 2)
+    model.weight.grad = torch.tensor([[1.0, float("nan"), 2.0], [float("-inf"), 3.0, 4.0]])
+    model.bias.grad = torch.tensor([5.0, 6.0])
+    assert zero_nonfinite_gradients(model) == 2
+    assert torch.equal(model.weight.grad, torch.tensor([[1.0, 0.0, 2.0], [0.0, 3.0, 4.0]]))
+    assert zero_nonfinite_gradients(model) == 0 and torch.equal(model.bias.grad, torch.tensor([5.0, 6.0]))
+
+
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path: Path) -> None:
     steps = {"n": 0}
 

@@ -392,6 +392,8 @@ class TrainingRun:
     normalize: Optional[Normalizer] = None
     #: the weight average that is evaluated and saved (``ema_decay > 0``)
     ema: Optional[WeightEma] = None
+    #: steps whose non-finite gradient entries were zeroed (:func:`zero_nonfinite_gradients`)
+    repaired_steps: int = 0
 
     @property
     def evaluated(self) -> nn.Module:
@@ -558,6 +560,26 @@ def _reschedule(run: TrainingRun) -> tuple[float, float]:
     return old, run.optimizer.param_groups[0]["lr"]
 
 
+def zero_nonfinite_gradients(model: nn.Module) -> int:
+    """Zero the NaN and infinite entries of ``model``'s gradients; returns how many there were.
+
+    Called after a step whose loss was finite (a diverged loss stops the run first). PyTorch's
+    oneDNN bf16 backward-weights kernel on AVX-512 CPUs sometimes returns NaN for the taps of a
+    stride-2 3x3 convolution on a 1x1 input, taps that only see padding and whose true gradient
+    is zero, while every output stays finite (docs/reliability.md, "Non-finite gradients").
+    """
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads or bool(torch.isfinite(torch.stack([g.double().sum() for g in grads])).all()):
+        return 0
+    repaired = 0
+    for grad in grads:
+        bad = ~torch.isfinite(grad)
+        if bad.any():
+            repaired += int(bad.sum())
+            grad.masked_fill_(bad, 0.0)
+    return repaired
+
+
 def train_one_epoch(run: TrainingRun, loop: LoopState, stop: _StopFlag, saver: CheckpointSaver) -> bool:
     """Train epoch ``loop.epoch`` from step ``loop.epoch_step``; True when a signal stopped it (state saved)."""
     cfg, ddp, device, epoch = run.cfg, run.ddp, run.device, loop.epoch
@@ -604,6 +626,14 @@ def train_one_epoch(run: TrainingRun, loop: LoopState, stop: _StopFlag, saver: C
                 f"{kept_note}; lower --lr (was {run.base_lr:g}) or raise --warmup-epochs")
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
+        if not run.scaler.is_enabled():  # fp16's GradScaler must see overflows itself: it skips those steps
+            repaired = zero_nonfinite_gradients(run.model)
+            if repaired:
+                run.repaired_steps += 1
+                if run.repaired_steps == 1:
+                    _warn(ddp, f"{repaired} non-finite gradient value(s) at epoch {epoch + 1} step "
+                               f"{loop.epoch_step + 1} although the loss was finite (a CPU kernel fault, "
+                               f"docs/reliability.md); zeroed, here and at any later step")
         if cfg.grad_clip:
             run.scaler.unscale_(run.optimizer)
             nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
