@@ -29,7 +29,7 @@ from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
 from squeezelab.train import TrainConfig, train
 from squeezelab.train.state import STATE_FILE
-from squeezelab.weights import load_model
+from squeezelab.weights import build_model
 
 DEFAULT_MODELS = ["squeezenet1_1", "sqnxt23v5_w1", "sqnxt23_w1", "squeezenet1_0"]
 
@@ -44,8 +44,8 @@ def train_one(model: str, data: str, epochs: int, out: Path, threads: int | None
     last = history[-1]
     flip = {}
     if not result.interrupted:  # the finished checkpoint, scored with its mirror images too
-        net, meta = load_model(run_dir / "last.safetensors", model)
-        flip = evaluate(net, meta, f"cifar10:{data}", batch_size=256, tta="flip")
+        net = build_model(run_dir / "last.safetensors", architecture=model)
+        flip = evaluate(net, f"cifar10:{data}", batch_size=256, tta="flip")
     return {"model": model, "epochs_done": len(history), "epochs": epochs, "test_top1": last["val_top1"],
             "test_top5": last["val_top5"], "test_top1_flip": flip.get("top1"), "test_top5_flip": flip.get("top5"),
             "best_top1": max(row["val_top1"] for row in history),

@@ -24,7 +24,7 @@ from squeezelab.export.timing import machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
 from squeezelab.train import TrainConfig, evaluate_model, train
-from squeezelab.weights import load_model, save_checkpoint
+from squeezelab.weights import build_model, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    model, meta = load_model(args.checkpoint)
+    model = build_model(args.checkpoint)
+    meta = model.pretrained_cfg
     dense_state = {k: v.clone() for k, v in model.state_dict().items()}
     bundle = build_datasets(args.data, meta.preprocess.crop, augment=False, val_limit=args.val_limit)
     rows, records = [], []

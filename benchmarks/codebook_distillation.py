@@ -24,7 +24,7 @@ from squeezelab.compress.pipeline import compress_model
 from squeezelab.export.timing import OtherLoad, machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
-from squeezelab.weights.loader import load_weights
+from squeezelab.weights.loader import load_weights, model_from_state
 
 #: CIFAR-10 training images that calibrate the least-squares stage (as benchmarks/compression_curve.py).
 CALIBRATION_IMAGES = 32
@@ -49,8 +49,7 @@ def main() -> None:
     state, meta = load_weights(args.weights)
     evaluation = standard_images(meta.preprocess, data_dir=args.data, limit=args.limit)
     calibration = calibration_images(meta.preprocess, args.data, CALIBRATION_IMAGES)
-    parent = meta.build_model().eval()
-    parent.load_state_dict(state)
+    parent = model_from_state(state, meta)
     logits, labels = collect_logits({"parent": parent}, evaluation)
     before_distillation: dict[str, dict] = {}
 

@@ -26,7 +26,7 @@ from squeezelab.compress.pipeline import compress_model
 from squeezelab.export.timing import machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
-from squeezelab.weights.loader import load_weights
+from squeezelab.weights.loader import load_weights, model_from_state
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: SqueezeNet paper Table 2: Deep Compression of SqueezeNet v1.0 (33% dense) at 8 and 6 bits.
@@ -50,8 +50,7 @@ def calibration_images(preprocess, data_dir: str, count: int) -> list:
 
 def child_fidelity(meta, compressed, parent_logits: torch.Tensor, labels: torch.Tensor, images) -> dict:
     """Agreement, KL and top-1 of a compressed model against its parent's logits on ``images``."""
-    child = meta.build_model().eval()
-    child.load_state_dict(compressed.state_dict())
+    child = model_from_state(compressed.state_dict(), meta)
     return compare(parent_logits, collect_logits({"child": child}, images)[0]["child"], labels).as_dict()
 
 
@@ -73,8 +72,7 @@ def main() -> None:
         state, meta = load_weights(spec)
         images = standard_images(meta.preprocess, data_dir=args.data, limit=args.limit)
         calibration = calibration_images(meta.preprocess, args.data, args.calibration)
-        parent = meta.build_model().eval()
-        parent.load_state_dict(state)
+        parent = model_from_state(state, meta)
         start = time.perf_counter()
         out, labels = collect_logits({"parent": parent}, images)
         parent_logits = out["parent"]

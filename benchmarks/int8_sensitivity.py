@@ -31,7 +31,7 @@ from squeezelab.compress.measure import skimage_photos
 from squeezelab.export.timing import machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
-from squeezelab.weights.loader import load_model
+from squeezelab.weights.loader import build_model
 
 #: Logit gaps at which the share of images is reported.
 GAPS = (0.05, 0.1, 0.2, 0.5, 1.0)
@@ -90,7 +90,8 @@ def run_quantized(model: nn.Module, images: torch.Tensor, ranges: list[float], w
 
 
 def study(weights: str, args: argparse.Namespace) -> dict:
-    model, meta = load_model(weights)
+    model = build_model(weights)
+    meta = model.pretrained_cfg
     model.eval()
     calibration = pil_images(skimage_photos() + cifar_train(args.calibration_images), meta.preprocess)
     ranges = activation_ranges(model, calibration)

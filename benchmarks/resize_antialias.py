@@ -25,7 +25,7 @@ from squeezelab.export.timing import machine_info
 from squeezelab.inference.evaluate import evaluate
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
-from squeezelab.weights.loader import load_model
+from squeezelab.weights.loader import build_model
 from squeezelab.weights.registry import list_weights
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -55,15 +55,18 @@ def main() -> None:
     cifar = cifar_images(args.cifar_zip, args.cifar)
     results, rows = {}, []
     for name in list_weights():
-        model, meta = load_model(name)
+        model = build_model(name)
+        meta = model.pretrained_cfg
         row: dict[str, object] = {"registered": meta.preprocess.describe()}
         preds = {}
         for antialias in (True, False):
             pre = replace(meta.preprocess, antialias=antialias)
-            scores = evaluate(model, replace(meta, preprocess=pre), args.samples, batch_size=50, workers=0)
+            model.pretrained_cfg = replace(meta, preprocess=pre)
+            scores = evaluate(model, args.samples, batch_size=50, workers=0)
             key = "pil_antialias" if antialias else "opencv_bilinear"
             row[key] = {"top1": scores["top1"], "top5": scores["top5"]}
             preds[antialias] = top1(model, pre, cifar)
+        model.pretrained_cfg = meta
         row["cifar_top1_agreement"] = 100.0 * float((preds[True] == preds[False]).float().mean())
         results[name] = row
         rows.append([name, f"{row['pil_antialias']['top1']:.0f} / {row['pil_antialias']['top5']:.0f}",

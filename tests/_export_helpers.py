@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from squeezelab.models import create_model
+from squeezelab.weights import build_model
 
 #: Small enough to export 16 models in seconds; conv1 maps of even size make ceil-mode pooling matter.
 SIDE = 34
@@ -27,7 +27,7 @@ def calibrated(name: str) -> nn.Module:
     then differs from fp64 by 1e-3.)
     """
     torch.manual_seed(0)
-    model = create_model(name).eval()
+    model = build_model(name).eval()
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             nn.init.uniform_(module.weight, 0.5, 1.5)

@@ -21,7 +21,7 @@ from squeezelab.errors import InputShapeError, SqueezelabError
 from squeezelab.extras import EXTRAS
 from squeezelab.models import create_model, get_model_entry, list_models
 from squeezelab.models._base import SpatialOp, min_input_side, output_side
-from squeezelab.weights import WEIGHTS_LOADERS, load_model, load_weights, register_weights_loader
+from squeezelab.weights import WEIGHTS_LOADERS, build_model, load_weights, register_weights_loader
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -231,6 +231,8 @@ TRACE_VIEWS = ("squeezelab.analysis.counting", "squeezelab.analysis.profiling", 
 #: Other modules that hook into a model's run, and why theirs is not a second layer trace.
 HOOK_EXCEPTIONS = {
     "squeezelab.compress.biascorr": "captures the input activations of chosen layers on real images (bias correction)",
+    "squeezelab.compress.ptq": "captures each convolution's inputs and outputs on calibration images (INT8 "
+                               "equalisation, rounding and bias correction)",
     "squeezelab.analysis.memory": "counts the bytes of live tensors per ATen op (peak memory), which a layer list "
                                   "cannot show",
     "squeezelab.search.proxies": "reads the ReLU activation patterns of real images (the NASWOT kernel), values "
@@ -432,7 +434,7 @@ def test_onnx_written_before_the_restructuring_runs_through_the_explicit_call():
     runtime, meta = load_onnx(path)
     assert meta.architecture == "squeezenet1_1" and meta.model_kwargs["small_input"] is True
     torch.testing.assert_close(runtime(expected["input"]), expected[path.name], rtol=1e-5, atol=1e-5)
-    generic, _ = load_model(path, "squeezenet1_1")  # the generic loader still opens it, through the table
+    generic = build_model(path, architecture="squeezenet1_1")  # the generic loader still opens it, through the table
     torch.testing.assert_close(generic(expected["input"]), expected[path.name], rtol=1e-5, atol=1e-5)
     with pytest.raises(SqueezelabError, match=r"squeezelab\.export\.load_onnx\(") as info:
         create_with_weights("squeezenet1_1", weights=path, num_classes=10)

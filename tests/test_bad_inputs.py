@@ -29,6 +29,7 @@ from squeezelab.cli.main import main
 from squeezelab.compress.prune import save_masks
 from squeezelab.data.preprocess import Preprocess
 from squeezelab.models import create_model
+from squeezelab.weights import build_model
 from squeezelab.weights.checkpoint import CheckpointMeta, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -189,7 +190,7 @@ CASES = [
     ("squeezenet1_1 {d}/img.png --weights {d}/header.sqz", "inconsistent header"),
     ("squeezenet1_1 {d}/img.png --weights {d}/lying.sqz", "inconsistent header"),
     ("sqnxt23_w1 {d}/img.png " + W, "are for squeezenet1_1"),
-    ("squeezenet1_1 {d}/img.png --weights no_such_weights", "neither an existing file nor a registered name"),
+    ("squeezenet1_1 {d}/img.png --weights no_such_weights", "neither a weights file nor registered weights"),
     # eval
     ("eval squeezenet1_1 " + W + " --data {d}/data --json {d}/null", "character device"),
     ("eval squeezenet1_1 " + W + " --data {d}/data --json {d}/sock", "a socket"),
@@ -471,7 +472,7 @@ def test_parity_check_fails_on_nan(monkeypatch, tmp_path: Path) -> None:
     from squeezelab.export import formats
 
     monkeypatch.setattr(formats, "load_exported", lambda path, fmt: lambda x: torch.full((x.shape[0], 10), np.nan))
-    model = create_model("squeezenet1_1", num_classes=10).eval()
+    model = build_model("squeezenet1_1", num_classes=10)
     with pytest.raises(SqueezelabError, match="differ from eager by nan"):
         formats.check_parity(model, tmp_path / "m.onnx", "onnx", input_size=32, batch=1)
 

@@ -19,6 +19,7 @@ from squeezelab.cli.main import main
 from squeezelab.deploy.bench import bench_model, torchvision_model
 from squeezelab.export import timing
 from squeezelab.export.timing import OtherLoad, interleaved, sgemm_gflops
+from squeezelab.weights import build_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -185,9 +186,7 @@ def test_only_the_backends_asked_for_are_timed(capsys) -> None:
 def test_cli_bench_times_the_cifar10_checkpoint_at_its_crop(tmp_path, capsys) -> None:
     """The small-input stem (stride 1) has torchvision's weight shapes but not its geometry: no torchvision row,
     the zoo model is the reference, and the input is the checkpoint's 32 px crop."""
-    from squeezelab.weights.loader import load_model
-
-    model, _ = load_model("squeezenet1_1.cifar10", "squeezenet1_1")
+    model = build_model("squeezenet1_1.cifar10", architecture="squeezenet1_1")
     assert torchvision_model(model) is None
     out = tmp_path / "bench.json"
     assert main(["bench", "squeezenet1_1", "--weights", "squeezenet1_1.cifar10", "--batch", "1", "--backends",

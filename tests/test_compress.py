@@ -22,7 +22,7 @@ from squeezelab.data.preprocess import Preprocess
 from squeezelab.errors import SqueezelabError
 from squeezelab.models import create_model
 from squeezelab.weights.checkpoint import CheckpointMeta
-from squeezelab.weights.loader import load_model, load_weights
+from squeezelab.weights.loader import build_model, load_weights, model_from_state
 from squeezelab.weights.registry import BUNDLED_DIR
 
 DC_FILE = BUNDLED_DIR / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net"
@@ -157,7 +157,7 @@ def test_sqz_round_trip_is_bit_exact_and_loads_anywhere(tmp_path):
         assert abs(float((decoded[name] != 0).float().mean()) - 0.4) < 0.01
     assert meta2.architecture == meta.architecture and meta2.categories == meta.categories
     assert meta2.preprocess == meta.preprocess and "bits=5" in meta2.extra["compression"]
-    model, _ = load_model(tmp_path / "m.sqz", "squeezenet1_1")  # the weights loader detects the magic
+    model = build_model(tmp_path / "m.sqz", architecture="squeezenet1_1")  # the weights loader detects the magic
     x = torch.randn(1, 3, 64, 64)
     ref = create_model("squeezenet1_1", num_classes=10).eval()
     ref.load_state_dict(expected)
@@ -235,8 +235,8 @@ def test_deep_compression_at_6_bits_fits_half_a_megabyte_and_keeps_accuracy(dc_w
                             refine="bias")
     assert report.file_bytes <= 500_000  # paper Table 2: 0.47MB
     images = ImageSet.load(imagenet_samples, meta)
-    original, _ = load_model(DC_FILE)
-    compressed, _ = load_model(tmp_path / "dc6.sqz")
+    original = build_model(DC_FILE)
+    compressed = build_model(tmp_path / "dc6.sqz")
     top1_original, _ = images.accuracy(original)
     top1_compressed, _ = images.accuracy(compressed)
     assert top1_original == pytest.approx(64.0, abs=1.0)  # README section 5.3 reference decode
@@ -309,12 +309,10 @@ def test_refine_and_finetune_bring_the_compressed_model_closer_to_its_parent(ski
     images = folder_images(skimage_photo_dir, meta.preprocess).tensors()
     crops = torch.cat([images, images.flip(3), images.flip(2)])  # 12 calibration inputs
     held = torch.cat([images.transpose(2, 3), images.roll(17, dims=3)])
-    parent = meta.build_model().eval()
-    parent.load_state_dict(state)
+    parent = model_from_state(state, meta)
 
     def error(cm) -> float:
-        child = meta.build_model().eval()
-        child.load_state_dict(cm.state_dict())
+        child = model_from_state(cm.state_dict(), meta)
         with torch.no_grad():
             return float((child(held) - parent(held)).pow(2).mean())
 
@@ -347,9 +345,8 @@ def test_compress_cli_calibration_finetune_and_fidelity(tmp_path, skimage_photo_
     assert all(f["n"] == 4 for f in fidelity.values())
     assert fidelity["least-squares"]["mean_kl"] < fidelity["k-means"]["mean_kl"]
     # the last stage is the written file: its agreement and KL, recomputed here from the two models' logits
-    parent, meta = load_model(path)
-    decoded, _ = load_model(out)
-    images = folder_images(skimage_photo_dir, meta.preprocess).tensors()
+    parent, decoded = build_model(path), build_model(out)
+    images = folder_images(skimage_photo_dir, parent.pretrained_cfg.preprocess).tensors()
     with torch.no_grad():
         parent_logits, child_logits = parent.eval()(images), decoded.eval()(images)
     agreement = 100.0 * float((parent_logits.argmax(1) == child_logits.argmax(1)).float().mean())
@@ -360,6 +357,36 @@ def test_compress_cli_calibration_finetune_and_fidelity(tmp_path, skimage_photo_
     assert main(["compress", "squeezenet1_1", "--weights", str(path), "-o", str(tmp_path / "x.sqz"),
                  "--finetune", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_compress_calibrates_by_default_and_says_why_not(tmp_path, capsys):
+    """No ``--calibration``: the scikit-image photos calibrate (one-line note), and the 4-bit codebooks fit the
+    parent's outputs on those photos better than ``--calibration none``; weights without preprocessing get a note
+    and no calibration."""
+    from squeezelab.compress.fidelity import pil_images
+    from squeezelab.compress.measure import skimage_photos
+    from squeezelab.weights.checkpoint import save_checkpoint
+
+    path = _tiny_checkpoint(tmp_path)
+    args = ["compress", "squeezenet1_1", "--weights", str(path), "--bits", "4", "--density", "0.5"]
+    assert main([*args, "-o", str(tmp_path / "default.sqz")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "calibrated on the 6 scikit-image photos (--calibration DIR for your own images)"
+    assert "least-squares calibration on 6 images" in out
+    assert main([*args, "-o", str(tmp_path / "none.sqz"), "--calibration", "none"]) == 0
+    assert "calibration on" not in capsys.readouterr().out
+    parent = build_model(path)
+    x = pil_images(skimage_photos(), parent.pretrained_cfg.preprocess).tensors()
+    with torch.no_grad():
+        errors = {name: float((build_model(tmp_path / f"{name}.sqz")(x) - parent(x)).pow(2).mean())
+                  for name in ("default", "none")}
+    assert errors["default"] < errors["none"], errors
+    state, meta = _small_model()
+    meta.preprocess = None
+    save_checkpoint(tmp_path / "raw.safetensors", state, meta)
+    assert main([*args, "--weights", str(tmp_path / "raw.safetensors"), "-o", str(tmp_path / "raw.sqz")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("no calibration: ") and "calibration on" not in out
 
 
 def test_compress_cli_finetunes_on_cifar10_training_images(tmp_path, cifar10_zips, capsys):
@@ -406,10 +433,9 @@ def test_6_bit_least_squares_sharing_keeps_agreement_on_a_fixed_image_set(cifar1
               + folder_images(skimage_photo_dir, meta.preprocess))
     models = {}
     for name, calib in (("uncompressed", None), ("k-means", None), ("least-squares", calibration)):
-        models[name] = meta.build_model()
         weights = state if name == "uncompressed" else compress_model(state, meta, bits=6,
                                                                       calibration=calib).compressed.state_dict()
-        models[name].load_state_dict(weights)
+        models[name] = model_from_state(weights, meta)
     logits, labels = collect_logits(models, images)
     kmeans = compare(logits["uncompressed"], logits["k-means"], labels)
     least = compare(logits["uncompressed"], logits["least-squares"], labels)

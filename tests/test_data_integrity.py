@@ -73,7 +73,8 @@ def test_predict_training_folders_and_zips_read_upright(tmp_path: Path) -> None:
     model = create_model("squeezenet1_1", num_classes=10).eval()
     meta = CheckpointMeta("squeezenet1_1", num_classes=10, preprocess=Preprocess(crop=64, resize=64),
                           categories=[f"c{i}" for i in range(10)])
-    up, side = predict(model, meta, [tmp_path / "upright.png", tmp_path / "sideways.png"], topk=10)
+    model.pretrained_cfg = meta
+    up, side = predict(model, [tmp_path / "upright.png", tmp_path / "sideways.png"], topk=10)
     assert [c.index for c in up] == [c.index for c in side]  # same pixels; a batch row may round differently
     assert [c.probability for c in up] == pytest.approx([c.probability for c in side], rel=1e-5)
 

@@ -15,7 +15,7 @@ from squeezelab.data.preprocess import Preprocess
 from squeezelab.errors import SqueezelabError
 from squeezelab.inference import evaluate, scan_images
 from squeezelab.models import create_model
-from squeezelab.weights import CheckpointMeta, load_model, registry, save_checkpoint
+from squeezelab.weights import CheckpointMeta, build_model, registry, save_checkpoint
 
 DC_FILE = registry.BUNDLED_DIR / "squeezenet_v1.0_deep_compression" / "compressed_SqueezeNet.net"
 
@@ -86,7 +86,7 @@ def test_eval_native_checkpoint_image_folder(tiny_checkpoint, tmp_path, capsys):
     assert main(["eval", "squeezenet1_1", "--weights", str(ckpt), "--data", str(tmp_path / "data"),
                  "--batch-size", "5", "--workers", "0", "--json", str(out), "--no-progress"]) == 0
     result = json.loads(out.read_text())
-    meta = load_model(ckpt)[1]
+    meta = build_model(ckpt).pretrained_cfg
     with torch.no_grad():
         logits = reference(torch.stack([meta.preprocess(Image.open(p)) for p, _ in samples]))
     labels = torch.tensor([label for _, label in samples])
@@ -140,11 +140,11 @@ def test_imagenet_samples_map_to_every_tenth_class(imagenet_samples):
 
 def test_evaluate_rejects_more_folders_than_classes(tiny_checkpoint, tmp_path):
     _, model = tiny_checkpoint
-    meta = CheckpointMeta(architecture="squeezenet1_1", num_classes=3)
+    model.pretrained_cfg = CheckpointMeta(architecture="squeezenet1_1", num_classes=3)
     for name in "abcd":
         (tmp_path / "d" / name).mkdir(parents=True)
     with pytest.raises(SqueezelabError, match="4 class folders but the model has 3"):
-        evaluate(model, meta, tmp_path / "d")
+        evaluate(model, tmp_path / "d")
 
 
 def test_demo_stage_with_and_without_offline_weights(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 from skimage import data as skdata
 
 from squeezelab import evaluate, predict
-from squeezelab.weights import WEIGHTS, load_model
+from squeezelab.weights import WEIGHTS, build_model
 from squeezelab.weights.registry import BUNDLED_DIR
 
 FILES = {
@@ -23,7 +23,8 @@ CATS, ESPRESSO, MOTORBIKES = {"tabby", "tiger cat", "Egyptian cat"}, {"espresso"
 
 @pytest.fixture(scope="module", params=sorted(FILES))
 def pretrained(request):
-    model, meta = load_model(BUNDLED_DIR / FILES[request.param])
+    model = build_model(BUNDLED_DIR / FILES[request.param])
+    meta = model.pretrained_cfg
     return request.param, model, meta
 
 
@@ -38,7 +39,7 @@ def test_metadata_matches_registry(pretrained):
 def test_skimage_photos(pretrained):
     _, model, meta = pretrained
     photos = [skdata.chelsea(), skdata.coffee(), skdata.stereo_motorcycle()[0], np.stack([skdata.camera()] * 3, -1)]
-    tops = predict(model, meta, photos, topk=5)
+    tops = predict(model, photos, topk=5)
     assert tops[0][0].name in CATS and tops[0][0].index in (281, 282, 285)
     assert tops[1][0].name in ESPRESSO and tops[1][0].probability > 0.8
     assert tops[2][0].name in MOTORBIKES and {tops[2][0].name, tops[2][1].name} == MOTORBIKES
@@ -50,7 +51,7 @@ def test_skimage_photos(pretrained):
 
 def test_imagenet_sample_accuracy(pretrained, imagenet_samples: Path):
     name, model, meta = pretrained
-    result = evaluate(model, meta, imagenet_samples, batch_size=100, workers=0)
+    result = evaluate(model, imagenet_samples, batch_size=100, workers=0)
     assert result["count"] == 100 and result["skipped"] == 0
     # The registry records what its preprocessing measures (benchmarks/resize_antialias.py); 1 image of slack.
     metrics = WEIGHTS[name].metrics

@@ -18,7 +18,7 @@ from _export_helpers import calibrated, side, single_thread  # noqa: F401
 from squeezelab.errors import InputShapeError, SqueezelabError
 from squeezelab.export import OnnxRuntimeModule, fold_batchnorm
 from squeezelab.export.formats import max_error
-from squeezelab.weights.loader import load_model
+from squeezelab.weights.loader import build_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 optimize_module = importlib.import_module("squeezelab.deploy.optimize")  # the package exports the function
@@ -95,7 +95,7 @@ def test_max_error_scales_with_large_logits() -> None:
 
 
 def test_optimize_uses_int8_only_when_allowed_and_faithful(skimage_photo_dir) -> None:
-    model, _ = load_model("squeezenet1_1.torchvision")
+    model = build_model("squeezenet1_1.torchvision")
     example = torch.randn(1, 3, 224, 224)
     assert [c.backend for c in squeezelab.optimize(model, example, candidates=("eager",)).report.candidates] == [
         "eager"]  # not allowed: never tried
@@ -107,7 +107,7 @@ def test_optimize_uses_int8_only_when_allowed_and_faithful(skimage_photo_dir) ->
 
 
 def test_optimize_rejects_an_unfaithful_int8_model(skimage_photo_dir, monkeypatch) -> None:
-    model, _ = load_model("squeezenet1_1.torchvision")
+    model = build_model("squeezenet1_1.torchvision")
     build = optimize_module._build_int8
 
     def broken(source: nn.Module, *args):  # a valid INT8 model of the wrong weights: classes shuffled

@@ -173,9 +173,10 @@ def test_caffe_v1_1_entry_reproduces_upstream_opencv_outputs(upstream_photos) ->
     reproduces them; the antialiased resize does not (another 5th class, top-1 0.91)."""
     from dataclasses import replace
 
-    from squeezelab.weights.loader import load_model
+    from squeezelab.weights.loader import build_model
 
-    model, meta = load_model("squeezenet1_1.caffe")
+    model = build_model("squeezenet1_1.caffe")
+    meta = model.pretrained_cfg
     image = Image.open(upstream_photos / "car.png").convert("RGB")  # cv2.imread drops the alpha channel too
     recorded = [0.8364, 0.0946, 0.0419, 0.0091, 0.0068]
     for antialias in (False, True):

@@ -20,7 +20,8 @@ from squeezelab.errors import SqueezelabError
 from squeezelab.inference import evaluate
 from squeezelab.models import create_model
 from squeezelab.train import TrainConfig, train
-from squeezelab.weights.checkpoint import CheckpointMeta, load_checkpoint_model, read_checkpoint, save_checkpoint
+from squeezelab.weights import build_model
+from squeezelab.weights.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 
 TINY = dict(data="digits", input_size=8, train_limit=96, val_limit=60, batch_size=32, threads=1, progress=False)
 
@@ -120,9 +121,9 @@ def test_torchrun_ddp_two_processes(tmp_path: Path) -> None:
     assert "2 process(es)" in proc.stdout and proc.stdout.count("epoch 1/1") == 1  # only rank 0 logs
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["summary"]["world_size"] == 2
-    model, meta = load_checkpoint_model(out / "last.safetensors")
+    model = build_model(out / "last.safetensors")
     # The independent folder evaluator, with the preprocessing the checkpoint carries, reproduces the DDP val top-1.
-    result = evaluate(model, meta, data / "val", batch_size=64)
+    result = evaluate(model, data / "val", batch_size=64)
     assert result["count"] == 120
     assert result["top1"] == pytest.approx(metrics["epochs"][0]["val_top1"], abs=1e-6)
 
@@ -134,7 +135,7 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
         (["--data", str(tmp_path / "nope")], "not a directory"),
         (["--data", str(empty)], "no images"),
         (["--data", "digits", "--num-classes", "5"], "does not match the 10 classes"),
-        (["--data", "digits", "--pretrained", str(tmp_path / "none.safetensors")], "no such file"),
+        (["--data", "digits", "--pretrained", str(tmp_path / "none.safetensors")], "neither an existing file nor"),
         (["--resume", str(empty)], "no training state"),
     ]
     for extra, message in cases:
@@ -150,12 +151,29 @@ def test_pretrained_new_classifier_and_wrong_architecture(tmp_path: Path) -> Non
     save_checkpoint(ckpt, source.state_dict(), CheckpointMeta("squeezenet1_1", 3, 1, {"small_input": True}))
     run = train(TrainConfig("squeezenet1_1", epochs=1, pretrained=str(ckpt), freeze_features=True,
                             output=str(tmp_path / "ft"), **TINY))
-    tuned, meta = load_checkpoint_model(run.last_checkpoint)
+    tuned = build_model(run.last_checkpoint)
+    meta = tuned.pretrained_cfg
     assert meta.num_classes == 10
     trunk = {k: v for k, v in source.state_dict().items() if k.startswith("features.")}
     assert all(torch.equal(tuned.state_dict()[k], v) for k, v in trunk.items())  # frozen trunk unchanged
     with pytest.raises(SqueezelabError, match="holds squeezenet1_1 weights, not sqnxt23_w1"):
         train(TrainConfig("sqnxt23_w1", epochs=1, pretrained=str(ckpt), output=str(tmp_path / "x"), **TINY))
+
+
+def test_pretrained_accepts_registered_weights(tmp_path: Path) -> None:
+    """``--pretrained squeezenet1_1.torchvision`` (ncnn FP16, not a native checkpoint) fine-tunes: the frozen
+    trunk is torchvision's, the checkpoint keeps its RGB 0-1 ImageNet normalisation and gets 10 classes."""
+    source = build_model("squeezenet1_1.torchvision")
+    run = train(TrainConfig("squeezenet1_1", epochs=1, pretrained="squeezenet1_1.torchvision", freeze_features=True,
+                            output=str(tmp_path / "ft"), **{**TINY, "input_size": 64, "train_limit": 32,
+                                                            "val_limit": 20}))
+    tuned = build_model(run.last_checkpoint)
+    cfg = tuned.pretrained_cfg
+    assert cfg.num_classes == 10 and cfg.in_chans == 3
+    assert cfg.preprocess.mean == source.pretrained_cfg.preprocess.mean
+    assert cfg.preprocess.std == source.pretrained_cfg.preprocess.std
+    trunk = {k: v for k, v in source.state_dict().items() if k.startswith("features.")}
+    assert trunk and all(torch.equal(tuned.state_dict()[k], v) for k, v in trunk.items())
 
 
 def test_corrupt_image_is_skipped_and_counted(tmp_path: Path) -> None:

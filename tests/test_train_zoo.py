@@ -22,7 +22,7 @@ from torch import nn
 
 from squeezelab.models import list_models
 from squeezelab.train import TrainConfig, train
-from squeezelab.weights.checkpoint import load_checkpoint_model
+from squeezelab.weights import build_model
 
 SIZES = {"textbook_squeezenet": 32}  # no small-input stem: its smallest input is 29 px
 
@@ -42,7 +42,8 @@ def test_every_zoo_model_learns_from_scratch_with_the_default_recipe(name: str, 
     assert math.isfinite(epoch1["train_loss"])
     assert epoch1["val_loss"] < 3 * math.log(10), epoch1
     assert set(names) - reached == set(), "parameters that never got a gradient"
-    model, meta = load_checkpoint_model(result.best_checkpoint)
+    model = build_model(result.best_checkpoint)
+    meta = model.pretrained_cfg
     size = SIZES.get(name, 16)
     assert meta.preprocess.crop == size and meta.num_classes == 10
     with torch.no_grad():

@@ -18,7 +18,7 @@ from squeezelab.data.preprocess import CIFAR10_32, CIFAR10_CLASSES
 from squeezelab.demo import DemoContext, Report
 from squeezelab.demo.inference import cifar10_stage
 from squeezelab.io import sha256_file
-from squeezelab.weights import load_model
+from squeezelab.weights import build_model
 from squeezelab.weights.registry import TRAINED_DIR, WEIGHTS, fetch_weights
 
 TRAINED = [name for name, entry in WEIGHTS.items() if entry.dataset == "cifar10"]
@@ -31,7 +31,8 @@ def test_trained_entries_are_registered_and_bundled() -> None:
         path = fetch_weights(name, allow_download=False)
         assert path.parent == TRAINED_DIR and entry.files[0].url is None
         assert sha256_file(path) == entry.files[0].sha256 and path.stat().st_size == entry.files[0].size
-        model, meta = load_model(name, entry.architecture)
+        model = build_model(name, architecture=entry.architecture)
+        meta = model.pretrained_cfg
         # The registry entry and the checkpoint's own metadata say the same thing (one source of truth).
         assert meta.preprocess == entry.preprocess == CIFAR10_32
         assert tuple(meta.categories) == entry.categories == CIFAR10_CLASSES

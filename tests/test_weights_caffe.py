@@ -17,7 +17,7 @@ from torch import nn
 from squeezelab.models import create_model
 from squeezelab.cli import main
 from squeezelab.errors import SqueezelabError
-from squeezelab.weights import load_model
+from squeezelab.weights import build_model
 from squeezelab.weights.caffe import caffe_layout, load_caffemodel, read_caffemodel
 
 PROTOTXT = Path(__file__).resolve().parent / "data" / "prototxt"
@@ -131,7 +131,7 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
 
 @pytest.fixture(scope="module")
 def v1_1() -> nn.Module:
-    return load_model("squeezenet1_1.caffe")[0].eval()  # the bundled OpenVINO copy of the DeepScale caffemodel
+    return build_model("squeezenet1_1.caffe").eval()  # the bundled OpenVINO copy of the DeepScale caffemodel
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,8 @@ def test_real_v1_1_weights_round_trip_through_cli(tmp_path, v1_1, v1_1_file, cap
     out = tmp_path / "v11.safetensors"
     assert main(["convert", "--from", "caffe", str(v1_1_file), "-o", str(out)]) == 0
     assert "squeezenet1_1" in capsys.readouterr().out
-    model, meta = load_model(out)
+    model = build_model(out)
+    meta = model.pretrained_cfg
     assert meta.architecture == "squeezenet1_1" and meta.extra["source_format"] == "caffe"
     pre = meta.preprocess
     assert pre.channel_order == "BGR" and pre.mean == (104.0, 117.0, 123.0) and pre.std == (1.0, 1.0, 1.0)
@@ -173,7 +174,8 @@ def test_caffemodel_suffix_and_prototxt_option(tmp_path, v1_1, v1_1_file) -> Non
     out = tmp_path / "v11.safetensors"
     prototxt = PROTOTXT / OFFICIAL["squeezenet1_1"][0]
     assert main(["convert", str(v1_1_file), "--prototxt", str(prototxt), "-o", str(out)]) == 0
-    model, meta = load_model(out)
+    model = build_model(out)
+    meta = model.pretrained_cfg
     assert meta.architecture == "squeezenet1_1"
     assert torch.equal(model.classifier[1].weight, v1_1.classifier[1].weight)
 

@@ -1,4 +1,4 @@
-"""Weights registry: local folders, the bundled upstream files, the sha256-checked download (file:// and a 127.0.0.1 server), load_model,
+"""Weights registry: local folders, the bundled upstream files, the sha256-checked download (file:// and a 127.0.0.1 server), build_model,
 create_model(weights=...), and `squeezelab convert`."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from squeezelab import create_model
 from squeezelab.cli.main import main
 from squeezelab.errors import SqueezelabError
 from squeezelab.io import sha256_file
-from squeezelab.weights import CheckpointMeta, load_model, load_weights, read_checkpoint, read_deep_compression, \
-    registry
+from squeezelab.weights import CheckpointMeta, build_model, load_weights, read_checkpoint, read_deep_compression, \
+    registry, save_checkpoint
 from squeezelab.weights.registry import WEIGHTS, WeightFile, fetch_weights
 
 WEIGHTS_DIR = registry.BUNDLED_DIR
@@ -175,20 +175,34 @@ def test_registry_entries_are_complete():
 
 def test_architecture_mismatch_is_one_line_error():
     with pytest.raises(SqueezelabError, match="are for squeezenet1_1, not squeezenet1_0"):
-        load_model("squeezenet1_1.caffe", "squeezenet1_0")
+        build_model("squeezenet1_1.caffe", architecture="squeezenet1_0")
     with pytest.raises(SqueezelabError, match="do not fit squeezenet1_1"):
         create_model("squeezenet1_1", weights="squeezenet1_1.caffe", sr=0.25)
 
 
-def test_create_model_with_weights_matches_load_model():
+def test_create_model_with_weights_matches_build_model():
     model = create_model("SqueezeNet-v1.1", weights="squeezenet1_1.torchvision")
-    reference, _ = load_model(WEIGHTS_DIR / "squeezenet_v1.1_torchvision_ncnn_fp16" / "squeezenet_v1.1.ncnn.bin")
+    reference = build_model(WEIGHTS_DIR / "squeezenet_v1.1_torchvision_ncnn_fp16" / "squeezenet_v1.1.ncnn.bin")
     assert not model.training
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
     head = create_model("squeezenet1_1", weights="squeezenet1_1.torchvision", num_classes=10)
     assert head.num_classes == 10 and torch.equal(head.features[0].weight, model.features[0].weight)
+
+
+def test_model_from_state_copies_the_state_it_is_given():
+    """Compression changes a rebuilt model's weights in place while the state it came from stays the parent:
+    the model must hold copies (a model aliasing its state turned refinement into damage)."""
+    from squeezelab.weights.loader import model_from_state
+
+    state, meta = load_weights("squeezenet1_1.torchvision")
+    before = {k: v.clone() for k, v in state.items()}
+    model = model_from_state(state, meta)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(0.5)
+    assert all(torch.equal(state[k], before[k]) for k in state)
 
 
 def test_cli_convert_round_trip(tmp_path, capsys):
@@ -201,7 +215,7 @@ def test_cli_convert_round_trip(tmp_path, capsys):
     assert meta.architecture == "squeezenet1_0" and meta.preprocess == WEIGHTS[DC_NAME].preprocess
     assert meta.preprocess.channel_order == "BGR" and meta.preprocess.crop == 227
     assert meta.source_sha256 == WEIGHTS[DC_NAME].files[0].sha256 and len(meta.categories) == 1000
-    model, _ = load_model(out, "squeezenet1_0")
+    model = build_model(out, architecture="squeezenet1_0")
     assert model.get_classifier().padding == (1, 1)
 
 
@@ -250,9 +264,32 @@ def test_onnx_file_loads_as_runtime_module(tmp_path):
         prop = proto.metadata_props.add()
         prop.key, prop.value = key, value
     onnx.save(proto, str(path))
-    runtime, loaded = load_model(path, "squeezenet1_1")
+    runtime = build_model(path, architecture="squeezenet1_1")
+    loaded = runtime.pretrained_cfg
     assert loaded.num_classes == 4 and loaded.model_kwargs == {"small_input": True}
     with torch.no_grad():
         torch.testing.assert_close(runtime(x), model(x), rtol=1e-4, atol=1e-5)
     with pytest.raises(SqueezelabError, match="not squeezenet1_0"):
-        load_model(path, "squeezenet1_0")
+        build_model(path, architecture="squeezenet1_0")
+
+
+def test_build_model_resolves_names_through_the_one_resolver(tmp_path: Path) -> None:
+    """A bare name goes through ``models.resolve_model``: torchvision names build torchvision's model (same
+    parameter shapes), ``NAME:KEY=VALUE`` keywords land in ``pretrained_cfg.model_kwargs`` and survive a
+    checkpoint round trip; no preprocessing is invented for an untrained model."""
+    import torchvision
+
+    resnet = build_model("resnet18", 10)
+    reference = torchvision.models.resnet18(num_classes=10)
+    shapes = {k: v.shape for k, v in resnet.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in reference.state_dict().items()}
+    wide = build_model("sqnxt23v5_w1:width=1.5", 10)
+    cfg = wide.pretrained_cfg
+    assert (cfg.architecture, cfg.num_classes, cfg.model_kwargs) == ("sqnxt23v5_w1", 10, {"width": 1.5})
+    assert cfg.preprocess is None
+    save_checkpoint(tmp_path / "wide.safetensors", wide.state_dict(), cfg)
+    again = build_model(tmp_path / "wide.safetensors")
+    assert again.pretrained_cfg.model_kwargs == {"width": 1.5}
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in wide.state_dict().items())
+    with pytest.raises(SqueezelabError, match="neither a weights file nor registered weights"):
+        build_model("no_such_model")

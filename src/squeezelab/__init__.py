@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _API = {
+    "build_model": "squeezelab.weights",
     "create_model": "squeezelab.weights",
     "get_model_entry": "squeezelab.models",
     "list_models": "squeezelab.models",
@@ -31,7 +32,7 @@ _API = {
 }
 
 __all__ = ["SqueezelabError", "__version__", *sorted(_API)]
-#: Subpackages, imported on first attribute access (``squeezelab.weights.load_model`` after ``import squeezelab``).
+#: Subpackages, imported on first attribute access (``squeezelab.weights.load_weights`` after ``import squeezelab``).
 _SUBPACKAGES = frozenset({"analysis", "cli", "compress", "data", "deploy", "export", "hwsim", "inference", "models",
                           "train", "weights"})
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from .inference import evaluate, predict
     from .models import get_model_entry, list_models
     from .train import train
-    from .weights import create_model
+    from .weights import build_model, create_model
 
 
 def __getattr__(name: str) -> Any:

@@ -31,7 +31,7 @@ import torch.fx
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..models.tracing import InputSize, input_hw
+from ..models.tracing import InputSize, input_channels, input_hw
 
 
 def _storage(t: torch.Tensor) -> tuple[int, int]:
@@ -42,7 +42,7 @@ def _storage(t: torch.Tensor) -> tuple[int, int]:
 def _input(model: nn.Module, input_size: InputSize) -> torch.Tensor:
     height, width = input_hw(input_size)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    return torch.zeros(1, int(getattr(model, "in_chans", 3)), height, width, device=device)
+    return torch.zeros(1, input_channels(model), height, width, device=device)
 
 
 def _root(t: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from ..errors import SqueezelabError
 from ..models import resolve_model
 from ..models.tracing import BLOCK, OTHER, PE_KINDS, InputSize, LayerSpec, input_hw, trace
 from ..tables import format_table
-from ..weights import load_model
+from ..weights import build_model as build_from_weights
 from .counting import count_params
 from .memory import peak_activation_bytes
 
@@ -188,18 +188,21 @@ def _nonzeros(module: nn.Module) -> int:
     return sum(p.numel() if p.is_meta else int(torch.count_nonzero(p.detach())) for p in module.parameters())
 
 
-def _resolve(model_or_name: Union[str, nn.Module], weights: Optional[str]) -> nn.Module:
+def _resolve(model_or_name: Union[str, nn.Module], weights: Optional[str]) -> tuple[nn.Module, str]:
+    """The model to profile and its name: the name given, else the ``pretrained_cfg``'s architecture, else
+    the module's class."""
     if isinstance(model_or_name, nn.Module):
         if weights is not None:
             raise SqueezelabError("pass either a model object or a name with weights=..., not both")
-        return model_or_name
+        cfg = model_or_name.__dict__.get("pretrained_cfg")
+        return model_or_name, cfg.architecture if cfg is not None else type(model_or_name).__name__
     if weights is not None:
-        model, meta = load_model(weights, model=model_or_name)
+        model = build_from_weights(weights, architecture=model_or_name)
         if count_params(model) == 0:
             raise SqueezelabError(f"{weights} holds no PyTorch weights (ONNX?); profile a native or PyTorch checkpoint")
-        model.model_name = meta.architecture
-        return model
-    return resolve_model(model_or_name).build()
+        return model, model.pretrained_cfg.architecture
+    spec = resolve_model(model_or_name)
+    return spec.build(), spec.name
 
 
 def _row(path: str, module: nn.Module, calls: list[LayerSpec], macs: int) -> LayerProfile:
@@ -228,11 +231,11 @@ def profile(
         model_or_name: a name for :func:`squeezelab.models.resolve_model` (``squeezenet1_1``,
             ``1.0-SqNxt-23``, ``mobilenet_v1``, ``resnet18``, ``sqnxt23v5_w1:width=1.5``) or an ``nn.Module``.
         input_size: side length or (H, W) of the one input image.
-        weights: a checkpoint or weights file for ``squeezelab.weights.load_model``; the sparse size
+        weights: a checkpoint or weights file for ``squeezelab.build_model``; the sparse size
             and nonzero counts then describe those weights (e.g. a pruned checkpoint).
         peak: compute the peak activation memory (a second, traced run); ``False`` leaves it 0.
     """
-    model = _resolve(model_or_name, weights)
+    model, name = _resolve(model_or_name, weights)
     height, width = input_hw(input_size)
     calls: dict[str, list[LayerSpec]] = {}
     for layer in trace(model, (height, width)):
@@ -252,7 +255,7 @@ def profile(
         else:
             rows.append(_row(path, module, calls[path], layer_macs[path]))
     return Profile(
-        model_name=str(getattr(model, "model_name", type(model).__name__)),
+        model_name=name,
         input_size=(height, width),
         layers=rows,
         params=count_params(model),

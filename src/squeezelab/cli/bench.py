@@ -14,7 +14,6 @@ from ..errors import SqueezelabError
 from ..export.timing import machine_info, sgemm_gflops
 from ..extras import available, note_missing, require
 from ..io import atomic_write_text
-from ..models import get_model_entry
 from ..tables import format_table
 from .args import MAX_BATCH, check_outputs, input_size, int_range, positive_float, weights_inputs
 from .export import load_cli_model
@@ -81,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     backends = _backend_list(args.backends)
     models = []
     for name in args.models:
-        model, meta = load_cli_model(name, args.weights)
-        size = args.input_size or (meta.preprocess.crop if meta is not None else get_model_entry(name).input_size)
+        model = load_cli_model(name, args.weights)
+        size = args.input_size or model.pretrained_cfg.input_size
         for batch in args.batch:  # every configuration is checked before the first is timed
             check_bench_memory(model, batch, size)
         models.append((model, size))
@@ -110,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
               "roofline suffer most; rerun on a quiet machine")
     if args.json:
         record = {"machine": info, "load_average_after": info_after["load_average"], "threads": threads,
-                  "sgemm_gflops": sgemm, "input_sizes": {getattr(m, "model_name", "?"): s for m, s in models},
+                  "sgemm_gflops": sgemm, "input_sizes": {m.pretrained_cfg.architecture: s for m, s in models},
                   "rows": [r.as_dict() for r in rows]}
         atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.json}")

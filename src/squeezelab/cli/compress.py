@@ -12,7 +12,7 @@ import torch
 from ..errors import SqueezelabError
 from ..io import atomic_write_text
 from ..tables import format_table
-from ..weights.loader import check_architecture, load_weights
+from ..weights.loader import build_model, check_architecture, load_weights, model_from_state
 from .args import check_outputs, float_range, fraction, int_range, weights_inputs
 
 
@@ -32,9 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--codebook", choices=("optimal", "linear"), default="optimal", help="k-means: exact 1-D "
                    "optimum (default) or the paper's linear-init Lloyd")
     p.add_argument("--calibration", metavar="DIR", help="fit each layer's codebook and bias to the uncompressed "
-                   "layer's outputs on these images (any image folder, no labels; 'skimage' = scikit-image's photos)")
+                   "layer's outputs on these images, no labels: an image folder, cifar10:DIR (the CIFAR-10 training "
+                   "zip's images) or 'skimage' (scikit-image's photos, the default when scikit-image is installed); "
+                   "'none' = no calibration")
     p.add_argument("--calibration-limit", type=int_range(1, what="an image count"), default=32,
-                   help="calibration images used, evenly spaced over the folder (default 32)")
+                   help="calibration images used, evenly spaced over the folder or zip (default 32)")
     p.add_argument("--refine", choices=("least-squares", "bias"), default="least-squares",
                    help="with --calibration: least-squares centroids and biases (default) or bias correction only")
     p.add_argument("--finetune", metavar="DATA", help="retrain the centroids (masks and codes held) on these "
@@ -60,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..compress.measure import calibration_set, default_calibration
     from ..compress.pipeline import compress_model
     from ..compress.prune import check_masks, load_masks, magnitude_masks, save_masks
 
@@ -76,20 +79,20 @@ def run(args: argparse.Namespace) -> int:
         masks = masks or magnitude_masks(state, args.density, scope=args.scope)
         save_masks(args.save_masks, masks)
     calibration = None
-    if args.calibration:
-        from ..compress.measure import folder_images, skimage_photos
-
-        calibration = (skimage_photos() if args.calibration == "skimage"
-                       else folder_images(args.calibration, args.calibration_limit))
+    if args.calibration is None:
+        calibration, note = default_calibration(meta)
+        print(note)
+    elif args.calibration != "none":
+        calibration = calibration_set(args.calibration, args.calibration_limit)
     finetune = None
     if args.finetune:
         from ..compress.fidelity import cifar10_images, folder_images as fidelity_folder
         from ..data.datasets import parse_data_source
 
         source = parse_data_source(args.finetune)
-        tune = (cifar10_images(meta.preprocess, data_dir=source.location, split="train", limit=args.finetune_limit)
-                if source.kind == "cifar10" else fidelity_folder(args.finetune, meta.preprocess,
-                                                                 limit=args.finetune_limit))
+        preprocess = meta.require_preprocess("--finetune")
+        tune = (cifar10_images(preprocess, data_dir=source.location, split="train", limit=args.finetune_limit)
+                if source.kind == "cifar10" else fidelity_folder(args.finetune, preprocess, limit=args.finetune_limit))
         finetune = (tune.tensors(), torch.tensor(tune.labels))
     stages: dict[str, dict] = {}
     report = compress_model(state, meta, bits=args.bits, density=args.density, index_bits=args.index_bits,
@@ -128,18 +131,13 @@ def _accuracy(state: dict, report, data_dir: str) -> dict[str, tuple[float, floa
     """Top-1/top-5 of the original, the pruned (fp32) and the decoded ``.sqz`` (loaded back) on ``data_dir``."""
     from ..compress.measure import ImageSet
     from ..compress.prune import apply_masks
-    from ..weights.loader import load_model
 
     images = ImageSet.load(data_dir, report.meta)
-    model = report.meta.build_model()
-    model.load_state_dict(state)
-    out = {"dense": images.accuracy(model)}
+    out = {"dense": images.accuracy(model_from_state(state, report.meta))}
     pruned = {k: v.clone() for k, v in state.items()}
     apply_masks(pruned, {k: t.decode() != 0 for k, t in report.compressed.shared.items()})
-    model.load_state_dict(pruned)
-    out["pruned"] = images.accuracy(model)
-    decoded, _ = load_model(report.path)
-    out["decoded"] = images.accuracy(decoded)
+    out["pruned"] = images.accuracy(model_from_state(pruned, report.meta))
+    out["decoded"] = images.accuracy(build_model(report.path))
     return out
 
 
@@ -155,15 +153,13 @@ def _fidelity(state: dict, meta, stages: dict[str, dict], data_dir: Optional[str
     else:
         root = Path(data_dir)
         standard = (root / CIFAR_TEST_ZIP).is_file() and (root / IMAGENET_SAMPLES).is_dir()
-        batches = (standard_images(meta.preprocess, data_dir=root, limit=limit) if standard
-                   else folder_images(root, meta.preprocess, limit=limit))
+        preprocess = meta.require_preprocess("--fidelity")
+        batches = (standard_images(preprocess, data_dir=root, limit=limit) if standard
+                   else folder_images(root, preprocess, limit=limit))
         where = f"{len(batches):,} images of {'the standard set' if standard else root}"
     models = {"uncompressed": state, **stages}
-    built = {}
-    for name, weights in models.items():
-        built[name] = meta.build_model()
-        built[name].load_state_dict(weights)
-    logits, labels = collect_logits(built, batches)
+    logits, labels = collect_logits({name: model_from_state(weights, meta) for name, weights in models.items()},
+                                    batches)
     out = {name: compare(logits["uncompressed"], logits[name], labels) for name in stages}
     print(f"fidelity to the uncompressed model on {where}:")
     print(format_table(["stage", "agreement %", "mean KL", "top-1 % (uncompressed -> stage)"],

@@ -9,7 +9,7 @@ import os
 from ..evaluation import TTA_MODES
 from ..inference import evaluate
 from ..io import atomic_write_text
-from ..weights import load_model
+from ..weights import build_model
 from .args import batch_size, check_outputs, int_range, warn, weights_inputs
 
 
@@ -34,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     inputs = weights_inputs(args.weights)
     check_outputs(args.json, inputs=inputs)
-    model, meta = load_model(args.weights, args.model)
-    result = evaluate(model, meta, args.data, batch_size=args.batch_size, workers=args.workers,
+    model = build_model(args.weights, architecture=args.model)
+    meta = model.pretrained_cfg
+    result = evaluate(model, args.data, batch_size=args.batch_size, workers=args.workers,
                       progress=not args.no_progress, warn=warn, tta=args.tta)
     tta = "" if args.tta == "none" else f", {args.tta} test-time augmentation"
     print(f"{meta.architecture} weights {args.weights} on {args.data} [{result['layout']}{tta}]")

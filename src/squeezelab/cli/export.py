@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -13,22 +13,18 @@ from ..errors import SqueezelabError
 from ..extras import require
 from ..export.formats import FORMATS, SUFFIXES, check_parity, export_model
 from ..io import atomic_path
-from ..models import create_model, get_model_entry
+from ..models import ClassifierModel, get_model_entry
+from ..weights import build_model
 from .args import check_outputs, input_size, weights_inputs
 
 
-def load_cli_model(name: str, weights: Optional[str]) -> tuple[nn.Module, Any]:
-    """The zoo model ``name`` (random init) or the weights' model and their CheckpointMeta."""
-    if weights:
-        from ..weights import load_model
-
-        model, meta = load_model(weights, model=name)
-        if not hasattr(model, "forward_features"):
-            raise SqueezelabError(f"{weights} is already an exported model; pass a checkpoint or registered weights")
-        return model.eval(), meta
-    entry = get_model_entry(name)
-    model = create_model(entry.name)
-    return model.eval(), None
+def load_cli_model(name: str, weights: Optional[str]) -> nn.Module:
+    """The weights' model (checked against ``name``), or the zoo model ``name`` with random weights; eval mode,
+    with ``pretrained_cfg``."""
+    model = build_model(weights or name, architecture=name)
+    if not isinstance(model, ClassifierModel):
+        raise SqueezelabError(f"{weights} is already an exported model; pass a checkpoint or registered weights")
+    return model.eval()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,21 +49,22 @@ def run(args: argparse.Namespace) -> int:
         require("onnx", "ONNX export")
         if not args.no_check:
             require("onnxruntime", "the ONNX parity check (or pass --no-check)")
-    model, meta = load_cli_model(args.model, args.weights)
-    name = getattr(model, "model_name", args.model)
-    size = args.input_size or (meta.preprocess.crop if meta is not None else get_model_entry(name).input_size)
-    model.check_input(torch.zeros(1, model.in_chans, size, size, device="meta"))
+    model = load_cli_model(args.model, args.weights)
+    meta = model.pretrained_cfg
+    name = meta.architecture
+    size = args.input_size or meta.input_size
+    model.check_input(torch.zeros(1, meta.in_chans, size, size, device="meta"))
     dynamic = ", dynamic batch" if args.dynamic_batch and args.format != "torchscript" else ""
     with atomic_path(output, inputs) as tmp:
         start = time.perf_counter()
         export_model(model, tmp, args.format, input_size=size, dynamic_batch=args.dynamic_batch, meta=meta)
         elapsed = time.perf_counter() - start
-        print(f"exported {name} to {output} ({args.format}, input 1x{model.in_chans}x{size}x{size}{dynamic}, "
+        print(f"exported {name} to {output} ({args.format}, input 1x{meta.in_chans}x{size}x{size}{dynamic}, "
               f"{tmp.stat().st_size / 1e6:.2f} MB) in {elapsed:.1f}s")
         if not args.no_check:
             batch = 2 if args.dynamic_batch or args.format == "torchscript" else 1
             error = check_parity(model, tmp, args.format, size, batch=batch)
             runtime = "ONNX Runtime" if args.format == "onnx" else args.format
-            print(f"parity: {runtime} vs eager on a random {batch}x{model.in_chans}x{size}x{size} batch: "
+            print(f"parity: {runtime} vs eager on a random {batch}x{meta.in_chans}x{size}x{size} batch: "
                   f"max abs diff {error:.2e} (limit 1e-04)")
     return 0

@@ -9,7 +9,7 @@ from ..analysis import count_macs, count_params
 from ..errors import SqueezelabError
 from ..tables import format_table
 from ..weights.checkpoint import save_checkpoint
-from ..weights.loader import load_model
+from ..weights.loader import build_model
 from .args import check_outputs, fraction, refuse_onnx, weights_inputs
 
 
@@ -34,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
     refuse_onnx(args.weights, "lowrank")
     inputs = weights_inputs(args.weights)
     check_outputs(args.output, inputs=inputs)
-    model, meta = load_model(args.weights, args.model)
-    size = meta.preprocess.crop
+    model = build_model(args.weights, architecture=args.model)
+    meta = model.pretrained_cfg
+    size = meta.input_size
     params0, macs0 = count_params(model), count_macs(model, size)
     factored = copy.deepcopy(model)
     done = factorize_model(factored, rank_fraction=args.rank_fraction,

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..inference import predict
-from ..weights import load_model
+from ..weights import build_model
 from .args import int_range
 
 
@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, meta = load_model(args.weights, args.model)
-    results = predict(model, meta, args.images, topk=args.topk)
+    model = build_model(args.weights, architecture=args.model)
+    results = predict(model, args.images, topk=args.topk)
     if args.json:
         print(json.dumps([{"image": img, "top": [vars(c) for c in top]} for img, top in zip(args.images, results)],
                          indent=2))

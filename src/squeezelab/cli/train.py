@@ -104,8 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="data loader workers (default 0 on CPU, up to 8 on CUDA)")
     p.add_argument("--threads", type=int_range(1, 1024, what="a thread count"),
                    help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
-    p.add_argument("--pretrained", metavar="CKPT", help="fine-tune from a squeezelab .safetensors checkpoint; "
-                                                        "a new classifier replaces one with another class count")
+    p.add_argument("--pretrained", metavar="WEIGHTS", help="fine-tune from registered weights "
+                   "(squeezenet1_1.torchvision, ...) or any weights file (checkpoint, .sqz, .net, ...); a new "
+                   "classifier replaces one with another class count")
     p.add_argument("--freeze-features", action="store_true", help="train only the classifier")
     p.add_argument("--num-classes", type=positive_int, help="assert the data has this many classes")
     p.add_argument("--in-chans", type=int, choices=(1, 3), help="force grey (1) or RGB (3) input")

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..errors import SqueezelabError
 from ..weights.checkpoint import CheckpointMeta
+from ..weights.loader import model_from_state
 from .deep import CompressedModel
 from .sharing import finetune_codebook, least_squares_codebook
 
@@ -67,9 +68,9 @@ def input_channel_means(model: nn.Module, names: Sequence[str], images: torch.Te
 def correct_biases(compressed: CompressedModel, original: Mapping[str, torch.Tensor], meta: CheckpointMeta,
                    images: Sequence[Image.Image]) -> int:
     """Adjust the stored biases of ``compressed`` in place; returns how many layers were corrected."""
-    model = meta.build_model()
-    model.load_state_dict(dict(original))
-    batch = torch.stack([meta.preprocess(image) for image in images])
+    model = model_from_state(original, meta)
+    preprocess = meta.require_preprocess("bias correction")
+    batch = torch.stack([preprocess(image) for image in images])
     layers = [k[: -len(".weight")] for k in compressed.shared if f"{k[: -len('.weight')]}.bias" in compressed.raw]
     means = input_channel_means(model, layers, batch)
     for layer in layers:
@@ -114,10 +115,7 @@ def refine_codebooks(compressed: CompressedModel, original: Mapping[str, torch.T
     ``images`` are preprocessed calibration inputs (N, C, H, W), no labels. Returns how many layers were refitted.
     Layers with ``groups > 1`` keep their k-means codebook.
     """
-    parent, child = meta.build_model(), meta.build_model()
-    parent.load_state_dict(dict(original))
-    child.load_state_dict(compressed.state_dict())
-    parent.eval(), child.eval()
+    parent, child = model_from_state(original, meta), model_from_state(compressed.state_dict(), meta)
     modules = dict(child.named_modules())
     layers = [k[: -len(".weight")] for k in compressed.shared
               if isinstance(modules.get(k[: -len(".weight")]), (nn.Conv2d, nn.Linear))
@@ -184,10 +182,7 @@ def distil_codebooks(compressed: CompressedModel, original: Mapping[str, torch.T
     """
     if epochs < 1 or batch_size < 1 or len(images) == 0:
         raise SqueezelabError("fine-tuning needs at least one image, one epoch and a batch size of 1 or more")
-    parent, child = meta.build_model(), meta.build_model()
-    parent.load_state_dict(dict(original))
-    child.load_state_dict(compressed.state_dict())
-    parent.eval(), child.eval()
+    parent, child = model_from_state(original, meta), model_from_state(compressed.state_dict(), meta)
     with torch.no_grad():
         targets = torch.cat([parent(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
     params = dict(child.named_parameters())

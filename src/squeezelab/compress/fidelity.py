@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data.datasets import zip_split
-from ..data.preprocess import Preprocess, image_files, read_image
+from ..data.preprocess import Preprocess, evenly_spaced, image_files, read_image
 from ..errors import SqueezelabError
 from ..io import PathLike
 from ..weights.imagenet import imagenet_label_of_file
@@ -125,24 +125,34 @@ class _ZipImage:
             return read_image(handle, name=f"{self.archive.filename}:{self.member}")
 
 
-def _spaced(items: list, limit: Optional[int]) -> list:
-    if limit is None or limit >= len(items):
-        return items
-    if limit < 1:
-        raise SqueezelabError(f"image limit must be at least 1, got {limit}")
-    step = len(items) / limit
-    return [items[int(i * step)] for i in range(limit)]
-
-
-def cifar10_images(preprocess: Preprocess, *, data_dir: PathLike, split: str = "test", limit: Optional[int] = None,
-                   batch_size: int = 64) -> ImageBatches:
-    """CIFAR-10 JPEGs of ``data_dir/cifar10_<split>_jpeg.zip`` (``limit`` evenly spaced, so every class)."""
+def _cifar10_subset(data_dir: PathLike, split: str, limit: Optional[int]) -> tuple[Path, list[str], list[int]]:
+    """The zip of a CIFAR-10 split and ``limit`` of its members (evenly spaced, so every class), with their labels."""
     if split not in ("test", "train"):
         raise SqueezelabError(f"CIFAR-10 split must be 'test' or 'train', got {split!r}")
     path = Path(data_dir) / f"cifar10_{split}_jpeg.zip"
-    members = _spaced(zip_split(path)[0], limit)
+    members, labels, _ = zip_split(path)
+    keep = evenly_spaced(range(len(members)), limit)
+    return path, [members[i] for i in keep], [labels[i] for i in keep]
+
+
+def cifar10_readers(data_dir: PathLike, split: str = "test", limit: Optional[int] = None
+                    ) -> list[Callable[[], Image.Image]]:
+    """Decoders of the CIFAR-10 JPEGs of ``data_dir/cifar10_<split>_jpeg.zip`` (``limit`` evenly spaced, so every
+    class)."""
+    path, members, _ = _cifar10_subset(data_dir, split, limit)
     archive = zipfile.ZipFile(path)
-    return ImageBatches([_ZipImage(archive, m) for m in members], [-1] * len(members), preprocess, batch_size)
+    return [_ZipImage(archive, m) for m in members]
+
+
+def cifar10_images(preprocess: Preprocess, *, data_dir: PathLike, split: str = "test", limit: Optional[int] = None,
+                   batch_size: int = 64, labelled: bool = False) -> ImageBatches:
+    """CIFAR-10 JPEGs of ``data_dir/cifar10_<split>_jpeg.zip`` (``limit`` evenly spaced, so every class); with
+    ``labelled`` their CIFAR-10 labels (sorted class order, :data:`~squeezelab.data.preprocess.CIFAR10_CLASSES`),
+    else -1 (for models of other classes)."""
+    path, members, labels = _cifar10_subset(data_dir, split, limit)
+    archive = zipfile.ZipFile(path)
+    return ImageBatches([_ZipImage(archive, m) for m in members], labels if labelled else [-1] * len(members),
+                        preprocess, batch_size)
 
 
 def folder_images(folder: PathLike, preprocess: Preprocess, *, limit: Optional[int] = None,
@@ -152,7 +162,7 @@ def folder_images(folder: PathLike, preprocess: Preprocess, *, limit: Optional[i
     root = Path(folder)
     if not root.is_dir():
         raise SqueezelabError(f"image folder {root} does not exist or is not a folder")
-    files = _spaced(image_files(root), limit)
+    files = evenly_spaced(image_files(root), limit)
     if not files:
         raise SqueezelabError(f"no images in {root}")
     labels = [imagenet_label_of_file(path.name) for path in files]

@@ -81,7 +81,8 @@ def compress_model(
         if refine == "bias":
             correct_biases(compressed, state, meta, calibration)
         else:
-            refine_codebooks(compressed, state, meta, torch.stack([meta.preprocess(im) for im in calibration]))
+            preprocess = meta.require_preprocess("calibration")
+            refine_codebooks(compressed, state, meta, torch.stack([preprocess(im) for im in calibration]))
         if on_stage:
             on_stage(refine, compressed)
     if finetune is not None:

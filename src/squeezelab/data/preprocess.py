@@ -18,7 +18,7 @@ import struct
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePath
-from typing import BinaryIO, Literal, Optional, Union
+from typing import BinaryIO, Literal, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 #: What PIL's decoders raise on a file they cannot decode (besides DecompressionBombError).
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, KeyError,
                  ZeroDivisionError, NotImplementedError, MemoryError)
+T = TypeVar("T")
 _ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 _PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -96,6 +97,20 @@ def is_image_file_name(path: PurePath) -> bool:
     """The one rule for "is this an image" of every stage (training folders and zips, eval, calibration,
     fidelity): an image suffix and not a hidden file (``.DS_Store``, macOS ``._photo.jpg`` resource forks)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def evenly_spaced(items: Sequence[T], limit: Optional[int]) -> list[T]:
+    """``limit`` items spread evenly over ``items`` (indices ``floor(i * len / limit)``), or all of them.
+
+    The one subset rule of calibration, fidelity and fine-tuning sets: 64 of 100 sorted files are
+    spread over all of them (so over every class of a class-sorted folder), not the first 64.
+    """
+    if limit is None or limit >= len(items):
+        return list(items)
+    if limit < 1:
+        raise SqueezelabError(f"image limit must be at least 1, got {limit}")
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
 
 
 def image_files(root: Path) -> list[Path]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import shutil
 
-from ..io import atomic_path
-from ..weights.checkpoint import load_checkpoint_model
 from ..analysis.claims import render_markdown, run_claims
 from ..analysis.plots import plot_profile
 from ..analysis.profiling import Profile, profile
 from ..analysis.sweep_claims import FIGURE_NAME as SWEEP_FIGURE
+from ..io import atomic_path
+from ..weights import build_model
 from .report import DemoContext
 
 
@@ -18,8 +18,8 @@ def _demo_profile(ctx: DemoContext) -> Profile:
     checkpoint = ctx.artifacts.get("checkpoint")
     if checkpoint is None:
         return profile("squeezenet1_1", 224)
-    model, meta = load_checkpoint_model(checkpoint)
-    prof = profile(model, meta.preprocess.crop)
+    model = build_model(checkpoint)
+    prof = profile(model, model.pretrained_cfg.input_size)
     prof.meta["checkpoint"] = str(checkpoint)
     return prof
 

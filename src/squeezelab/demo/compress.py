@@ -7,10 +7,9 @@ from pathlib import Path
 import torch
 
 from ..errors import SqueezelabError
-from ..models import create_model
 from ..tables import format_table
 from ..weights.checkpoint import CheckpointMeta
-from ..weights.loader import load_model, load_weights
+from ..weights.loader import build_model, load_weights, model_from_state
 from ..weights.registry import fetch_weights
 from ..compress.pipeline import compress_model
 from .report import DemoContext
@@ -29,8 +28,8 @@ def _source(ctx: DemoContext) -> tuple[dict[str, torch.Tensor], CheckpointMeta, 
         except SqueezelabError:
             pass
     torch.manual_seed(0)
-    model = create_model("squeezenet1_1", num_classes=10)
-    return model.state_dict(), CheckpointMeta("squeezenet1_1", 10), "an untrained squeezenet1_1 (no trained model)"
+    model = build_model("squeezenet1_1", 10)
+    return model.state_dict(), model.pretrained_cfg, "an untrained squeezenet1_1 (no trained model)"
 
 
 def stage(ctx: DemoContext) -> None:
@@ -41,12 +40,10 @@ def stage(ctx: DemoContext) -> None:
     for bits in (8,) if ctx.quick else (8, 6):
         out = ctx.root / f"compressed_{bits}bit.sqz"
         report = compress_model(state, meta, bits=bits, density=density, output=out)
-        model, _ = load_model(out)
-        x = torch.zeros(1, meta.in_chans, meta.preprocess.crop, meta.preprocess.crop)
+        model = build_model(out)
+        x = torch.zeros(1, meta.in_chans, meta.input_size, meta.input_size)
         with torch.no_grad():
-            reference = meta.build_model().eval()
-            reference.load_state_dict(report.compressed.state_dict())
-            exact = torch.equal(model(x), reference(x))
+            exact = torch.equal(model(x), model_from_state(report.compressed.state_dict(), meta)(x))
         table = format_table(list(report.HEADERS), report.rows(), markdown=True)
         sections.append(f"**{bits}-bit codebooks**, density {report.compressed.density:.1%} -> `{out.name}` "
                         f"(decoded model reproduces the quantized weights exactly: {'yes' if exact else 'NO'})\n\n"

@@ -10,27 +10,24 @@ from torch import nn
 from ..export.formats import check_parity
 from ..export.onnx import export_onnx
 from ..export.timing import machine_info, sgemm_gflops
-from ..models import create_model
-from ..tables import format_table
-from ..weights import load_model
 from ..deploy.bench import BENCH_HEADERS, bench_model, bench_table_rows
+from ..tables import format_table
+from ..weights import build_model
 from .report import DemoContext
 
 
-def _demo_model(ctx: DemoContext) -> tuple[nn.Module, object, str]:
+def _demo_model(ctx: DemoContext) -> tuple[nn.Module, str]:
     checkpoint = ctx.artifacts.get("checkpoint")
-    if isinstance(checkpoint, nn.Module):
-        return checkpoint.eval(), None, "the trained model"
     if checkpoint is not None:
-        model, meta = load_model(checkpoint)
-        return model.eval(), meta, f"the trained checkpoint {Path(checkpoint).name}"
-    return create_model("squeezenet1_1").eval(), None, "squeezenet1_1 (random init: no checkpoint from training)"
+        return build_model(checkpoint).eval(), f"the trained checkpoint {Path(checkpoint).name}"
+    return build_model("squeezenet1_1").eval(), "squeezenet1_1 (random init: no checkpoint from training)"
 
 
 def stage(ctx: DemoContext) -> None:
     """Export to ONNX with metadata, report the parity, and bench zoo eager / optimized eager / ONNX Runtime."""
-    model, meta, label = _demo_model(ctx)
-    size = meta.preprocess.crop if meta is not None else (64 if ctx.quick else 224)
+    model, label = _demo_model(ctx)
+    meta = model.pretrained_cfg
+    size = meta.input_size if meta.preprocess is not None or not ctx.quick else 64
     path = export_onnx(model, ctx.root / "model.onnx", input_size=size, dynamic_batch=True, meta=meta)
     error = check_parity(model, path, "onnx", size, batch=2)
     threads = torch.get_num_threads()
@@ -42,7 +39,7 @@ def stage(ctx: DemoContext) -> None:
     table = format_table(BENCH_HEADERS, bench_table_rows(rows), markdown=True)
     ctx.report.add("Export and fast inference", f"""
 Exported {label} to `{path.name}` (ONNX opset 17, batch axis symbolic, input {size}x{size},
-{path.stat().st_size / 1e6:.2f} MB{", with the checkpoint metadata" if meta is not None else ""}).
+{path.stat().st_size / 1e6:.2f} MB, with the model's pretrained config as metadata).
 ONNX Runtime vs eager on a random batch of 2: max abs logit difference {error:.1e} (limit 1e-4).
 
 Batch-1 latency on this machine ({info['cpu']}, {threads} threads, load average {info['load_average'][0]:.2f},

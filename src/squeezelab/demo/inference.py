@@ -12,7 +12,7 @@ from ..errors import SqueezelabError
 from ..extras import require
 from ..plotting import new_figure
 from ..tables import format_table
-from ..weights import get_weights_entry, list_weights, load_model
+from ..weights import build_model, get_weights_entry, list_weights
 from ..weights.registry import WEIGHTS_DIR_ENV, fetch_weights
 from ..inference.predict import predict
 from .report import DemoContext
@@ -68,8 +68,7 @@ def pretrained_stage(ctx: DemoContext) -> None:
     images = [image for _, image in photos]
     columns = {}
     for name in available:
-        model, meta = load_model(name)
-        columns[name] = predict(model, meta, images, topk=3)
+        columns[name] = predict(build_model(name), images, topk=3)
     rows = []
     for i, (photo, _) in enumerate(photos):
         expected = PHOTOS[photo]
@@ -130,8 +129,7 @@ def cifar10_stage(ctx: DemoContext) -> None:
         images = [image for _, image in photos]
         rows = [[photo] for photo, _ in photos]
         for name in available:
-            model, meta = load_model(name)
-            for row, scores in zip(rows, predict(model, meta, images, topk=3)):
+            for row, scores in zip(rows, predict(build_model(name), images, topk=3)):
                 row.append(", ".join(f"{s.name} {s.probability:.2f}" for s in scores))
         table = format_table(["photo", *available], rows, markdown=True)
         ctx.report.add("Trained CIFAR-10 checkpoints", "\n".join(lines) + "\n\nThe CIFAR-10 test zip is not here "
@@ -141,8 +139,8 @@ def cifar10_stage(ctx: DemoContext) -> None:
     limit = CIFAR10_SLICE_QUICK if ctx.quick else CIFAR10_SLICE
     rows, figures = [], []
     for name in available:
-        model, meta = load_model(name)
-        dataset, classes = cifar10_test_set(zip_dir, meta.preprocess, limit=limit)
+        model = build_model(name)
+        dataset, classes = cifar10_test_set(zip_dir, model.pretrained_cfg.preprocess, limit=limit)
         counts = _confusion(model, dataset, len(classes))
         top1 = 100.0 * np.trace(counts) / counts.sum()
         full = get_weights_entry(name).metrics.get("cifar10_test_top1")

@@ -31,7 +31,9 @@ from ..cpu import available_memory
 from ..errors import SqueezelabError
 from ..export.formats import FP32_TOLERANCE, max_error
 from ..export.timing import interleaved, rounds_for
+from ..models import ClassifierModel
 from ..models.tracing import BLOCK, trace
+from ..weights.checkpoint import pretrained_cfg_of
 from .optimize import optimize
 
 BENCH_BACKENDS = ("torchvision", "zoo", "eager", "onnxruntime", "compile")
@@ -73,10 +75,10 @@ def torchvision_model(model: nn.Module) -> Optional[nn.Module]:
     Lacking it includes a zoo variant torchvision's class cannot express: the small-input stem of the
     CIFAR-10 checkpoints (same weight shapes, stride 1), a bypass, a padded conv10, another input depth.
     """
-    name = getattr(model, "model_name", "")
-    if name not in TORCHVISION_ARCHS or getattr(model, "conv10_padding", 0) or getattr(model, "in_chans", 3) != 3:
+    cfg = pretrained_cfg_of(model)
+    if cfg.architecture not in TORCHVISION_ARCHS or cfg.model_kwargs.get("conv10_padding", 0) or cfg.in_chans != 3:
         return None
-    tv = getattr(torchvision.models, name)(num_classes=model.num_classes)
+    tv = getattr(torchvision.models, cfg.architecture)(num_classes=cfg.num_classes)
     if _geometry(tv) != _geometry(model):
         return None
     try:
@@ -89,7 +91,7 @@ def torchvision_model(model: nn.Module) -> Optional[nn.Module]:
 def bench_memory_bytes(model: nn.Module, batch: int, input_size: int) -> int:
     """A lower bound on the bytes one timed call needs: the float32 input and the two widest activations of
     ``batch`` images (from the layer trace: shapes only, nothing allocated)."""
-    in_chans = int(getattr(model, "in_chans", 3))
+    in_chans = pretrained_cfg_of(model).in_chans
     widest = max((layer.elements for layer in trace(model, input_size) if layer.module and layer.kind != BLOCK),
                  default=0)
     return 4 * batch * (in_chans * input_size * input_size + 2 * widest)
@@ -99,7 +101,7 @@ def check_bench_memory(model: nn.Module, batch: int, input_size: int) -> None:
     """A one-line error, before anything is allocated, when ``batch`` images of ``input_size`` px cannot fit."""
     need, free = bench_memory_bytes(model, batch, input_size), available_memory()
     if need > free:
-        name = getattr(model, "model_name", type(model).__name__)
+        name = pretrained_cfg_of(model).architecture
         raise SqueezelabError(f"{name} at batch {batch} and {input_size}x{input_size} px needs at least "
                               f"{need / 2**30:,.1f} GiB for its input and activations but {free / 2**30:.1f} GiB are "
                               f"free; lower --batch or --input-size")
@@ -135,11 +137,11 @@ def bench_model(model: nn.Module, batch: int, backends: Sequence[str] = DEFAULT_
     """
     model = model.eval()
     threads = threads or torch.get_num_threads()
-    name = getattr(model, "model_name", type(model).__name__)
+    cfg = pretrained_cfg_of(model)
+    name = cfg.architecture
     check_bench_memory(model, batch, input_size)
-    x = torch.randn(batch, int(getattr(model, "in_chans", 3)), input_size, input_size,
-                    generator=torch.Generator().manual_seed(0))
-    if hasattr(model, "check_input"):
+    x = torch.randn(batch, cfg.in_chans, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    if isinstance(model, ClassifierModel):
         model.check_input(x)
     wanted = list(dict.fromkeys(backends))
     if "torchvision" in wanted and torchvision_model(model) is None:

@@ -36,7 +36,7 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
 
     The result has no input check and returns the same logits (to float rounding,
     about 1e-6 relative). The number of folds is stored as ``folded_batchnorms``; the
-    model's ``in_chans``, ``num_classes``, ``min_input_size`` and ``model_name`` are copied over.
+    model's ``pretrained_cfg``, ``in_chans``, ``num_classes``, ``min_input_size`` and ``model_name`` are copied over.
     """
     module = copy.deepcopy(model).eval()
     graph_module = trace(module)
@@ -63,7 +63,7 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
     graph_module.delete_all_unused_submodules()
     graph_module.recompile()
     graph_module.folded_batchnorms = folds
-    for attribute in ("in_chans", "num_classes", "min_input_size", "model_name"):
+    for attribute in ("pretrained_cfg", "in_chans", "num_classes", "min_input_size", "model_name"):
         if hasattr(model, attribute):
             setattr(graph_module, attribute, getattr(model, attribute))
     return graph_module

@@ -18,18 +18,17 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from ..errors import SqueezelabError
 from ..io import PathLike, atomic_write_bytes
+from ..weights.checkpoint import CheckpointMeta, pretrained_cfg_of
 from .onnx import example_input_for, export_onnx
 from .runtime import OnnxRuntimeModule
 
-if TYPE_CHECKING:
-    from ..weights.checkpoint import CheckpointMeta
 
 FORMATS = ("onnx", "torchscript", "pt2")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}
@@ -51,18 +50,18 @@ def max_error(output: torch.Tensor, reference: torch.Tensor) -> float:
 
 def _fail(fmt: str, model: nn.Module, exc: BaseException) -> SqueezelabError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    name = getattr(model, "model_name", type(model).__name__)
+    name = pretrained_cfg_of(model).architecture
     others = ", ".join(f for f in FORMATS if f != fmt)
     return SqueezelabError(f"cannot export {name} to {fmt}: {first}; try --format {others.split(', ')[0]}"
                            f" (formats: {others})")
 
 
-def _meta_json(meta: Optional["CheckpointMeta"]) -> dict[str, str]:
+def _meta_json(meta: Optional[CheckpointMeta]) -> dict[str, str]:
     return {META_FILE: json.dumps(meta.to_strings())} if meta is not None else {}
 
 
 def export_torchscript(model: nn.Module, path: PathLike, input_size: int = 224,
-                       meta: Optional["CheckpointMeta"] = None) -> Path:
+                       meta: Optional[CheckpointMeta] = None) -> Path:
     """Trace ``model`` at ``input_size`` and save it as TorchScript (atomically)."""
     model = copy.deepcopy(model).float().eval()
     example = example_input_for(model, input_size)
@@ -81,7 +80,7 @@ def export_torchscript(model: nn.Module, path: PathLike, input_size: int = 224,
 
 
 def export_pt2(model: nn.Module, path: PathLike, input_size: int = 224, dynamic_batch: bool = True,
-               meta: Optional["CheckpointMeta"] = None) -> Path:
+               meta: Optional[CheckpointMeta] = None) -> Path:
     """``torch.export`` ``model`` and save the ExportedProgram (atomically)."""
     model = copy.deepcopy(model).float().eval()
     example = example_input_for(model, input_size, batch=2 if dynamic_batch else 1)
@@ -99,7 +98,7 @@ def export_pt2(model: nn.Module, path: PathLike, input_size: int = 224, dynamic_
 
 
 def export_model(model: nn.Module, path: PathLike, fmt: str, input_size: int = 224, dynamic_batch: bool = True,
-                 meta: Optional["CheckpointMeta"] = None) -> Path:
+                 meta: Optional[CheckpointMeta] = None) -> Path:
     """Export ``model`` to ``path`` in ``fmt`` (one of :data:`FORMATS`)."""
     if fmt == "onnx":
         return export_onnx(model, path, input_size=input_size, dynamic_batch=dynamic_batch, meta=meta)

@@ -1,6 +1,6 @@
 """Open an exported ONNX file: as a runnable model (:func:`load_onnx`) or as weights (:func:`read_onnx_weights`).
 
-``squeezelab.weights.load_model`` / ``load_weights`` reach these through their
+``squeezelab.weights.build_model`` / ``load_weights`` reach these through their
 format table (``squeezelab.weights.loader.WEIGHTS_LOADERS``), which names them
 as strings, so the core never imports this stage. ``squeezelab.create_model``
 refuses ONNX files: an ONNX graph has no classifier to reset or train.

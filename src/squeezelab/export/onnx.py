@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import Iterator, Optional
 
 import torch
 from torch import nn
@@ -26,9 +26,8 @@ from torch import nn
 from ..errors import SqueezelabError
 from ..extras import require
 from ..io import PathLike, atomic_write_bytes
-
-if TYPE_CHECKING:
-    from ..weights.checkpoint import CheckpointMeta
+from ..models import ClassifierModel
+from ..weights.checkpoint import CheckpointMeta, pretrained_cfg_of
 
 #: Opset 17: every op the zoo uses, and ONNX Runtime >= 1.13 runs it.
 OPSET = 17
@@ -37,17 +36,16 @@ OUTPUT_NAME = "logits"
 
 
 def example_input_for(model: nn.Module, input_size: int, batch: int = 1) -> torch.Tensor:
-    """A random (batch, C, S, S) tensor, with a clear error when ``input_size`` is too small for ``model``."""
+    """A random (batch, C, S, S) tensor with the channels of ``model.pretrained_cfg``, with a clear error when
+    ``input_size`` is too small for a zoo model."""
+    cfg = pretrained_cfg_of(model)
     if input_size < 1:
         raise SqueezelabError(f"--input-size must be positive, got {input_size}")
-    minimum = int(getattr(model, "min_input_size", 1))
-    if input_size < minimum:
-        name = getattr(model, "model_name", type(model).__name__)
-        raise SqueezelabError(f"input size {input_size} is below {name}'s minimum {minimum}; "
-                              f"use --input-size {minimum} or more")
-    in_chans = int(getattr(model, "in_chans", 3))
+    if isinstance(model, ClassifierModel) and input_size < model.min_input_size:
+        raise SqueezelabError(f"input size {input_size} is below {cfg.architecture}'s minimum {model.min_input_size}; "
+                              f"use --input-size {model.min_input_size} or more")
     generator = torch.Generator().manual_seed(0)
-    return torch.randn(batch, in_chans, input_size, input_size, generator=generator)
+    return torch.randn(batch, cfg.in_chans, input_size, input_size, generator=generator)
 
 
 @contextlib.contextmanager
@@ -73,12 +71,12 @@ def _silent_native_output() -> Iterator[None]:
 
 
 def onnx_bytes(model: nn.Module, input_size: int = 224, dynamic_batch: bool = True,
-               meta: Optional["CheckpointMeta"] = None) -> bytes:
+               meta: Optional[CheckpointMeta] = None) -> bytes:
     """Serialize ``model`` (in eval mode, fp32) as an ONNX model; see :func:`export_onnx`."""
     onnx = require("onnx", "ONNX export")
 
     example = example_input_for(model, input_size)  # before the copy: deepcopy drops a GraphModule's attributes
-    name = getattr(model, "model_name", type(model).__name__)
+    name = pretrained_cfg_of(model).architecture
     model = copy.deepcopy(model).float().eval()
     buffer = io.BytesIO()
     dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
@@ -104,7 +102,7 @@ def onnx_bytes(model: nn.Module, input_size: int = 224, dynamic_batch: bool = Tr
 
 
 def export_onnx(model: nn.Module, path: PathLike, input_size: int = 224, dynamic_batch: bool = True,
-                meta: Optional["CheckpointMeta"] = None) -> Path:
+                meta: Optional[CheckpointMeta] = None) -> Path:
     """Export ``model`` to an ONNX file at ``path`` (written atomically) and return the path.
 
     Args:

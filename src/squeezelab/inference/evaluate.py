@@ -41,7 +41,7 @@ from ..errors import SqueezelabError
 from ..evaluation import evaluate_model
 from ..extras import available, note_missing, require
 from ..io import PathLike
-from ..weights.checkpoint import CheckpointMeta
+from ..weights.checkpoint import CheckpointMeta, pretrained_cfg_of
 from ..weights.imagenet import imagenet_label_of_file, imagenet_wnid_index
 
 
@@ -108,7 +108,7 @@ class _Cifar10Test(Dataset):
     """The CIFAR-10 test zip as (input, label in the weights' category order, error) triples."""
 
     def __init__(self, directory: str, meta: CheckpointMeta) -> None:
-        self.images, classes = cifar10_test_set(directory, meta.preprocess)
+        self.images, classes = cifar10_test_set(directory, meta.require_preprocess("evaluation"))
         if sorted(meta.categories) != classes:
             raise SqueezelabError(f"these weights' {meta.num_classes} categories are not CIFAR-10's "
                                   f"({', '.join(classes)}); evaluate CIFAR-10 weights on cifar10:DIR, or pass a "
@@ -143,7 +143,6 @@ class _ImageDataset(Dataset):
             return torch.zeros(self.preprocess.in_chans, size, size), label, str(exc)
 
 
-@torch.no_grad()
 @contextlib.contextmanager
 def second_interrupt_ends_process() -> Iterator[None]:
     """The first Ctrl-C raises KeyboardInterrupt as usual; a second one, while the first is being handled
@@ -166,10 +165,12 @@ def second_interrupt_ends_process() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
-def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_size: int = 50, workers: int = 0,
+@torch.no_grad()
+def evaluate(model: nn.Module, data_dir: PathLike, batch_size: int = 50, workers: int = 0,
              progress: bool = False, warn: Optional[Callable[[str], None]] = None, tta: str = "none"
              ) -> dict[str, Any]:
-    """Top-1 / top-5 (percent) of ``model`` on ``data_dir`` with ``meta.preprocess``.
+    """Top-1 / top-5 (percent) of ``model`` (from :func:`squeezelab.build_model`) on ``data_dir``, with the
+    preprocessing, classes and categories of its ``pretrained_cfg``.
 
     ``tta="flip"`` scores the mean logits of each image and its mirror image (``TTA_MODES``).
 
@@ -181,6 +182,7 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
     """
     if batch_size < 1 or workers < 0:
         raise SqueezelabError(f"need batch size >= 1 and workers >= 0, got {batch_size} and {workers}")
+    meta = pretrained_cfg_of(model)
     source = parse_data_source(str(data_dir))
     if source.kind == "cifar10":
         dataset, layout, skipped = _Cifar10Test(source.location, meta), "cifar10 test zip", []
@@ -188,7 +190,8 @@ def evaluate(model: nn.Module, meta: CheckpointMeta, data_dir: PathLike, batch_s
         found = scan_images(data_dir, meta)
         for message in found.warnings if warn is not None else ():
             warn(message)
-        dataset, layout, skipped = _ImageDataset(found.samples, meta.preprocess), found.layout, found.skipped
+        dataset, layout, skipped = (_ImageDataset(found.samples, meta.require_preprocess("evaluation")), found.layout,
+                                    found.skipped)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     start = time.perf_counter()
     bar = None

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..data.preprocess import read_image
 from ..errors import SqueezelabError
-from ..weights.checkpoint import CheckpointMeta
+from ..weights.checkpoint import CheckpointMeta, pretrained_cfg_of
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -50,18 +50,20 @@ def _label(meta: CheckpointMeta, index: int) -> str:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, meta: CheckpointMeta, images: Sequence[ImageLike] | ImageLike, topk: int = 5
-            ) -> list[list[ClassScore]]:
+def predict(model: nn.Module, images: Sequence[ImageLike] | ImageLike, topk: int = 5) -> list[list[ClassScore]]:
     """Top-``topk`` classes (softmax over the logits) for each image, best first.
 
-    ``images`` are paths, PIL images or numpy arrays (one or a sequence); each is
-    preprocessed with ``meta.preprocess``.
+    ``model`` comes from :func:`squeezelab.build_model` (or is optimized from such a model); ``images``
+    are paths, PIL images or numpy arrays (one or a sequence), each preprocessed as its
+    ``pretrained_cfg`` says and named by its categories.
     """
+    meta = pretrained_cfg_of(model)
+    preprocess = meta.require_preprocess("predict")
     if isinstance(images, (str, Path, Image.Image, np.ndarray)):
         images = [images]
     if not images:
         raise SqueezelabError("predict needs at least one image")
-    batch = torch.stack([meta.preprocess(open_image(img)) for img in images])
+    batch = torch.stack([preprocess(open_image(img)) for img in images])
     model.eval()
     probs = torch.softmax(model(batch).float(), dim=1)
     k = min(topk, probs.shape[1])

@@ -399,7 +399,8 @@ def _run(model: nn.Module, x: torch.Tensor, blocks: set[str]) -> tuple[list[tupl
     return [record for record in records if record is not None], out
 
 
-def _input_channels(model: nn.Module) -> int:
+def input_channels(model: nn.Module) -> int:
+    """The input channels a model takes: ``ClassifierModel.in_chans``, else its first convolution's."""
     if isinstance(model, ClassifierModel):
         return model.in_chans
     for module in model.modules():
@@ -424,7 +425,7 @@ def trace(model: nn.Module, input_size: InputSize, in_chans: Optional[int] = Non
     The model runs once in eval mode on an empty batch; its training mode is restored.
     """
     height, width = input_hw(input_size)
-    channels = in_chans if in_chans is not None else _input_channels(model)
+    channels = in_chans if in_chans is not None else input_channels(model)
     names = model.layer_names() if isinstance(model, ClassifierModel) else {}
     try:
         records, _ = _run(model, _empty_batch(model, (channels, height, width)), set(names))

@@ -52,7 +52,8 @@ from ..data.preprocess import Preprocess
 from ..errors import SqueezelabError
 from ..evaluation import EvalResult, evaluate_model
 from ..models import create_model, get_model_entry
-from ..weights.checkpoint import CheckpointMeta, read_checkpoint
+from ..weights.checkpoint import CheckpointMeta
+from ..weights.loader import load_weights, model_from_state
 from .checks import check_input_size, check_run_dir, validate_config
 from .config import ADAMW_SOLVER, DEFAULT_WEIGHT_DECAY, SQUEEZENET_SOLVER, SQUEEZENEXT_SOLVER, TrainConfig
 from .ema import WeightEma
@@ -228,11 +229,10 @@ def _model_kwargs(cfg: TrainConfig, input_size: int) -> dict[str, Any]:
 
 
 def _load_pretrained(cfg: TrainConfig) -> Optional[tuple[dict[str, torch.Tensor], CheckpointMeta]]:
+    """The state dict and pretrained config of ``--pretrained``: registered weights or any weights file."""
     if not cfg.pretrained:
         return None
-    if not Path(cfg.pretrained).is_file():
-        raise SqueezelabError(f"--pretrained {cfg.pretrained}: no such file; pass a squeezelab .safetensors checkpoint")
-    state, meta = read_checkpoint(cfg.pretrained)
+    state, meta = load_weights(cfg.pretrained)
     if get_model_entry(cfg.model).name != meta.architecture:
         raise SqueezelabError(f"--pretrained {cfg.pretrained} holds {meta.architecture} weights, not "
                               f"{get_model_entry(cfg.model).name}; train {meta.architecture} or pick other weights")
@@ -248,13 +248,8 @@ def _build_model(cfg: TrainConfig, bundle: DatasetBundle, pretrained) -> tuple[n
         kwargs = _model_kwargs(cfg, bundle.input_size)
         return _create(cfg.model, bundle.num_classes, bundle.in_chans, kwargs), kwargs, "random initialisation"
     state, meta = pretrained
-    kwargs = {**meta.model_kwargs, **cfg.model_kwargs}
-    model = _create(cfg.model, meta.num_classes, meta.in_chans, kwargs)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise SqueezelabError(f"--pretrained {cfg.pretrained} does not fit {cfg.model} with {kwargs}: "
-                              f"{str(exc).splitlines()[0]}") from None
+    model = model_from_state(state, meta, what=f"--pretrained {cfg.pretrained}", **cfg.model_kwargs).train()
+    kwargs = model.pretrained_cfg.model_kwargs
     note = f"fine-tuned from {cfg.pretrained}"
     if meta.num_classes != bundle.num_classes:
         model.reset_classifier(bundle.num_classes)

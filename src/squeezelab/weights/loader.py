@@ -1,4 +1,4 @@
-"""``load_weights`` / ``load_model``: one entry point for every weights spec.
+"""``build_model`` and ``load_weights``: one entry point for every weights spec.
 
 A spec is a registered name (``squeezenet1_1.torchvision``, fetched and
 sha256-checked by :mod:`.registry`) or a path. Paths are recognised by their
@@ -10,17 +10,18 @@ Derived formats that a stage writes (``.sqz`` by compress, ``.onnx`` by export)
 are read by that stage's code, which this core module names in
 :data:`WEIGHTS_LOADERS` as ``"module:function"`` strings (like package entry
 points) and imports only when such a file is opened; it never imports a stage.
-``create_model`` (``squeezelab.create_model``) is :func:`squeezelab.models.create_model`
-plus ``weights=``; it always returns a PyTorch classifier.
+:func:`build_model` is the one way to make a model from a weights spec or an architecture name; it sets
+``model.pretrained_cfg``. ``create_model`` (``squeezelab.create_model``) is the same with the architecture
+named first, and always returns a PyTorch classifier.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -29,8 +30,7 @@ from ..data.preprocess import CAFFE
 from ..errors import SqueezelabError
 from ..extras import require
 from ..io import PathLike, sha256_file
-from ..models import create_model as create_architecture
-from ..models import resolve_name
+from ..models import resolve_model, resolve_name
 from .checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 from .caffe import load_caffemodel
 from .formats import NCNN_FP16_TAG, NCNN_MAGIC, check_finite, looks_like_deep_compression, read_deep_compression, \
@@ -181,11 +181,13 @@ def _source_meta(fmt: str, main: Path) -> CheckpointMeta:
 def load_weights(spec: str | PathLike) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
     """A state dict and its metadata from a registered name or a path to any supported file."""
     path = Path(spec)
+    registered = None
     if not path.exists():
-        if str(spec).strip().lower() not in WEIGHTS:
+        registered = str(spec).strip().lower()
+        if registered not in WEIGHTS:
             raise SqueezelabError(f"weights {spec!r} is neither an existing file nor a registered name; registered: "
                                   f"{', '.join(sorted(WEIGHTS))}")
-        path = fetch_weights(str(spec))
+        path = fetch_weights(registered)
     fmt, main = detect_format(path)
     if fmt == "safetensors":
         state, meta = read_checkpoint(main)
@@ -195,47 +197,117 @@ def load_weights(spec: str | PathLike) -> tuple[dict[str, torch.Tensor], Checkpo
         meta = _source_meta(fmt, main)
         state, _ = _READERS[fmt](main, architecture=meta.architecture)
     check_finite(state, main)
+    if registered is not None:
+        meta.extra.setdefault("weights", registered)
     return state, meta
 
 
 def check_architecture(meta: CheckpointMeta, model: Optional[str], weights: str | PathLike) -> None:
     """A one-line error if ``model`` is given and is not the weights' architecture."""
-    if model is not None and resolve_name(model) != resolve_name(meta.architecture):
-        raise SqueezelabError(f"weights {weights} are for {meta.architecture}, not {resolve_name(model)}; use model "
+    if model is not None and resolve_model(model).name != resolve_name(meta.architecture):
+        raise SqueezelabError(f"weights {weights} are for {meta.architecture}, not {resolve_model(model).name}; use model "
                               f"{meta.architecture} or other weights")
 
 
-def load_model(weights: str | PathLike, model: Optional[str] = None, **overrides: Any
-               ) -> tuple[nn.Module, CheckpointMeta]:
-    """Build the weights' architecture (checked against ``model`` if given), load them strictly, eval mode.
+def _state_into(net: nn.Module, state: Mapping[str, torch.Tensor], what: str, description: str) -> nn.Module:
+    """Load a copy of ``state`` strictly into ``net`` (built on the meta device: the copies are assigned).
 
-    ``overrides`` are extra ``create_model`` keywords (e.g. ``dropout``); ones that change the
-    architecture make the load fail with a one-line error. Files that run as they are (ONNX) load
-    through their format's ``run`` loader (an ONNX Runtime module).
-    """
-    runner = _runnable_loader(weights)
-    if runner is not None:
-        module, meta = _resolve(runner.run)(Path(weights))  # type: ignore[arg-type]
-        check_architecture(meta, model, weights)
-        return module, meta
-    state, meta = load_weights(weights)
-    check_architecture(meta, model, weights)
-    kwargs = {**meta.model_kwargs, **overrides}
-    # Built on the meta device (no random init), then the loaded tensors are assigned.
-    with torch.device("meta"):
-        net = create_architecture(meta.architecture, num_classes=meta.num_classes, in_chans=meta.in_chans, **kwargs)
+    Copies, so the model never aliases the caller's tensors: compression and calibration change a model's
+    weights in place while the state they came from must stay the parent."""
     expected = net.state_dict()
-    state = {k: v.to(expected[k].dtype) if k in expected and v.is_floating_point() else v for k, v in state.items()}
+    state = {k: v.to(dtype=expected[k].dtype if k in expected and v.is_floating_point() else v.dtype, copy=True)
+             for k, v in state.items()}
     try:
         net.load_state_dict(state, strict=True, assign=True)
-        if any(t.is_meta for t in (*net.parameters(), *net.buffers())):
-            net = create_architecture(meta.architecture, num_classes=meta.num_classes, in_chans=meta.in_chans, **kwargs)
-            net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = str(exc).splitlines()
         reason = detail[1].strip() if len(detail) > 1 else (detail[0] if detail else "state dict mismatch")
-        raise SqueezelabError(f"weights {weights} do not fit {meta.architecture} {kwargs or ''}: {reason}") from None
-    return net.eval(), meta
+        raise SqueezelabError(f"{what} do not fit {description}: {reason}") from None
+    return net
+
+
+def model_from_state(state: Mapping[str, torch.Tensor], cfg: CheckpointMeta, *, what: str = "the weights",
+                     **overrides: Any) -> nn.Module:
+    """The model of ``cfg`` holding ``state`` (loaded strictly), in eval mode, with ``pretrained_cfg`` = ``cfg``.
+
+    What :func:`build_model` does once the weights are read; stages that change a state dict
+    (compression, fine-tuning) rebuild their models with it. ``overrides`` are architecture keywords
+    (e.g. ``dropout``), recorded in the config's ``model_kwargs``; ``what`` names the weights in errors.
+    """
+    cfg = replace(cfg, model_kwargs={**cfg.model_kwargs, **overrides})
+    net = _state_into(architecture_of(cfg, meta=True), state, what,  # meta: no random init, tensors are assigned
+                      f"{cfg.architecture} {cfg.model_kwargs or ''}".strip())
+    if any(t.is_meta for t in (*net.parameters(), *net.buffers())):  # a buffer the state dict does not hold
+        net = _state_into(architecture_of(cfg), state, what, cfg.architecture)
+    net.pretrained_cfg = cfg
+    return net.eval()
+
+
+def architecture_of(cfg: CheckpointMeta, meta: bool = False) -> nn.Module:
+    """The untrained model ``cfg`` describes, built through the one name resolver (:func:`resolve_model`)."""
+    channels = {} if cfg.in_chans == 3 else {"in_chans": cfg.in_chans}  # torchvision's models take no in_chans
+    return resolve_model(cfg.architecture, num_classes=cfg.num_classes, **channels, **cfg.model_kwargs).build(meta)
+
+
+def _is_weights_spec(spec: str | PathLike) -> bool:
+    return Path(spec).exists() or str(spec).strip().lower() in WEIGHTS
+
+
+def build_model(spec: str | PathLike, num_classes: Optional[int] = None, *, architecture: Optional[str] = None,
+                **overrides: Any) -> nn.Module:
+    """The one way to make a model: from registered weights, a weights file or a bare architecture name.
+
+    Every model it returns carries ``model.pretrained_cfg`` (a :class:`CheckpointMeta`, timm's
+    ``PretrainedCfg``): architecture and options, classes, channels, input size and the preprocessing
+    of the weights, which ``predict``, ``eval``, ``optimize``, ``quantize``, ``export``, ``compress`` and
+    ``train --pretrained`` read (:func:`~squeezelab.weights.checkpoint.pretrained_cfg_of`).
+
+    Args:
+        spec: a registered weights name (``"squeezenet1_1.caffe"``, see :func:`list_weights`), a path to
+            any supported weights file (``docs/weights.md``), or an architecture name or alias
+            or model spec for :func:`~squeezelab.models.resolve_model` (``"squeezenet1_1"``,
+            ``"sqnxt23v5_w1:width=1.5"``, ``"resnet18"``: random initialisation, ``preprocess`` None).
+            A path that exists wins.
+        num_classes: classifier outputs; for weights of another class count the classifier is replaced by a
+            fresh one (and the config's ``categories`` dropped). Default: the weights' own (1000 for a bare
+            architecture).
+        architecture: if given, the weights must be for this architecture (one-line error otherwise).
+        overrides: architecture keywords (``dropout=0.2``, ``small_input=True``; ``in_chans`` for a bare
+            architecture); ones that change the shapes make weights fail to load, with a one-line error.
+
+    Weights load strictly and the model is in eval mode. An ONNX file comes back as an ONNX Runtime
+    module (:func:`squeezelab.export.load_onnx`) with its stored config.
+    """
+    if not _is_weights_spec(spec):
+        kwargs = {k: v for k, v in overrides.items() if k != "in_chans"}
+        try:
+            model_spec = resolve_model(str(spec), **kwargs)
+        except SqueezelabError as exc:
+            raise SqueezelabError(f"{spec!r} is neither a weights file nor registered weights "
+                                  f"({', '.join(sorted(WEIGHTS))}), and as a model name: {exc}") from None
+        if architecture is not None and resolve_model(architecture).name != model_spec.name:
+            raise SqueezelabError(f"model {spec!r} is not {resolve_model(architecture).name}")
+        cfg = CheckpointMeta(model_spec.name, 1000 if num_classes is None else num_classes,
+                             int(overrides.get("in_chans", 3)), model_kwargs=model_spec.model_kwargs)
+        net = architecture_of(cfg)
+        net.pretrained_cfg = cfg
+        return net
+    runner = _runnable_loader(spec)
+    if runner is not None:
+        module, meta = _resolve(runner.run)(Path(spec))
+        check_architecture(meta, architecture, spec)
+        if num_classes not in (None, meta.num_classes):
+            raise SqueezelabError(f"{spec} is an exported model with {meta.num_classes} classes; its classifier "
+                                  f"cannot be replaced, start from the checkpoint it was exported from")
+        module.pretrained_cfg = meta
+        return module
+    state, meta = load_weights(spec)
+    check_architecture(meta, architecture, spec)
+    net = model_from_state(state, meta, what=f"weights {spec}", **overrides)
+    if num_classes not in (None, meta.num_classes):
+        net.reset_classifier(num_classes)
+        net.pretrained_cfg = replace(net.pretrained_cfg, num_classes=num_classes, categories=[])
+    return net
 
 
 def _runnable_loader(weights: str | PathLike) -> Optional[WeightsLoader]:
@@ -251,6 +323,9 @@ def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3, weigh
                  **overrides: Any) -> nn.Module:
     """Build a registered model (``squeezelab.create_model``), optionally with weights; always a PyTorch classifier.
 
+    :func:`build_model` with the architecture named first, as ``timm.create_model``; the model carries
+    ``pretrained_cfg``.
+
     Args:
         name: canonical name or paper alias, e.g. ``"squeezenet1_1"`` or ``"1.0-SqNxt-23v5"``.
         num_classes: classifier outputs.
@@ -262,15 +337,12 @@ def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3, weigh
         overrides: architecture keyword arguments, e.g. ``small_input=True`` or ``dropout=0.2``.
     """
     if weights is None:
-        return create_architecture(name, num_classes=num_classes, in_chans=in_chans, **overrides)
+        return build_model(name, num_classes, in_chans=in_chans, **overrides)
     runner = _runnable_loader(weights)
     if runner is not None:
         raise SqueezelabError(f"{weights} is an exported model, not PyTorch weights; run it with "
                               f"{runner.run_name}({str(weights)!r}) or pass the checkpoint it was exported from")
-    model, _ = load_model(weights, name, **overrides)
-    if num_classes not in (1000, model.num_classes):
-        model.reset_classifier(num_classes)
-    return model
+    return build_model(weights, None if num_classes == 1000 else num_classes, architecture=name, **overrides)
 
 
 def convert_weights(source: PathLike, output: PathLike, source_format: Optional[str] = None) -> CheckpointMeta:
