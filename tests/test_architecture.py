@@ -31,7 +31,7 @@ HEAVY = ("onnxruntime", "matplotlib", "sklearn", "skimage")
 #: The core: what every stage may import and what imports no stage (docs/architecture.md).
 CORE = ("squeezelab", "squeezelab.errors", "squeezelab.io", "squeezelab.tables", "squeezelab.extras", "squeezelab.cpu",
         "squeezelab.plotting", "squeezelab.lazy", "squeezelab.models", "squeezelab.weights",
-        "squeezelab.data.preprocess")
+        "squeezelab.data.preprocess", "squeezelab.data.imagenet")
 CLI = ("squeezelab.cli", "squeezelab.__main__")
 #: The demo's stages: above every stage (each demo stage drives one), below the CLI; no stage imports it.
 DEMO = "squeezelab.demo"

@@ -37,7 +37,8 @@ from ..errors import SqueezelabError
 from ..extras import require
 from .fingerprint import arrays_fingerprint, files_fingerprint, zips_fingerprint
 from .preprocess import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from .sources import SKIPPED_LABEL, ImageDataset, ImageSource, ModelInput, class_folders, grey_arrays, zip_split
+from .sources import (SKIPPED_LABEL, ImageDataset, ImageSource, ModelInput, cifar10_split, class_folders, grey_arrays,
+                      zip_split)
 
 __all__ = ["SKIPPED_LABEL", "DatasetBundle", "EpochSampler", "ImageDataset", "PadCropFlip", "build_datasets",
            "cifar10_test_set", "parse_data_source"]
@@ -327,7 +328,7 @@ def cifar10_test_set(directory: str | Path, preprocess: Preprocess,
                      limit: Optional[int] = None) -> tuple[ImageDataset, list[str]]:
     """The CIFAR-10 test images of ``cifar10:DIR`` (``DIR/cifar10_test_jpeg.zip``) through ``preprocess``,
     and the class names in label order; ``limit`` keeps the fixed random subset ``--val-limit`` would."""
-    split = zip_split(Path(directory) / "cifar10_test_jpeg.zip")
+    split = cifar10_split(directory, "test")
     return ImageDataset(split.sample(limit, 0), ModelInput(preprocess)), list(split.classes)
 
 

@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from ..errors import SqueezelabError
 from ..io import PathLike
-from ..weights.imagenet import imagenet_label_of_file, imagenet_wnid_index
+from .imagenet import imagenet_label_of_file, imagenet_wnid_index
 from .preprocess import Preprocess, evenly_spaced, image_files, is_image_file_name, read_image
 
 #: The label of an image whose class is not known (fidelity's unlabelled images, calibration).
