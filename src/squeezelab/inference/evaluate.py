@@ -43,7 +43,6 @@ from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta, pretrained_cfg_of
 
 
-
 def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> ImageSource:
     """The labelled images of ``data_dir`` for the weights of ``meta``, in either layout (module docstring;
     :func:`~squeezelab.data.sources.labelled_folder`)."""
@@ -51,13 +50,15 @@ def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> ImageSource:
 
 
 def cifar10_test_images(directory: PathLike, meta: CheckpointMeta) -> ImageSource:
-    """The CIFAR-10 test zip of ``cifar10:DIR``, labelled in the weights' category order."""
+    """The CIFAR-10 test zip of ``cifar10:DIR``, labelled in the weights' category order (one-line error for
+    weights of other classes)."""
     source = cifar10_split(directory, "test")
     if sorted(meta.categories) != list(source.classes):
         raise SqueezelabError(f"these weights' {meta.num_classes} categories are not CIFAR-10's "
                               f"({', '.join(source.classes)}); evaluate CIFAR-10 weights on cifar10:DIR, or pass a "
                               f"labelled image folder")
-    return source.relabelled([meta.categories.index(name) for name in source.classes], meta.categories)
+    labels = [meta.categories.index(name) for name in source.classes]
+    return replace(source.relabelled(labels, meta.categories), layout="cifar10 test zip")
 
 
 @contextlib.contextmanager
@@ -102,7 +103,7 @@ def evaluate(model: nn.Module, data_dir: PathLike, batch_size: int = 50, workers
     meta = pretrained_cfg_of(model)
     parsed = parse_data_source(str(data_dir))
     if parsed.kind == "cifar10":
-        source = replace(cifar10_test_images(parsed.location, meta), layout="cifar10 test zip")
+        source = cifar10_test_images(parsed.location, meta)
     else:
         source = scan_images(data_dir, meta)
         for message in source.warnings if warn is not None else ():
