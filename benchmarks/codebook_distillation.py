@@ -19,7 +19,8 @@ import time
 import torch
 
 from compression_curve import SHARED, calibration_images, child_fidelity
-from squeezelab.compress.fidelity import cifar10_images, collect_logits, standard_images
+from squeezelab.compress.fidelity import collect_logits, standard_images
+from squeezelab.data.sources import cifar10_split
 from squeezelab.compress.pipeline import compress_model
 from squeezelab.export.timing import OtherLoad, machine_info
 from squeezelab.io import atomic_write_text
@@ -71,7 +72,7 @@ def main() -> None:
 
     with OtherLoad() as other:
         for count in args.images:
-            tuning = cifar10_images(meta.preprocess, data_dir=args.data, split="train", limit=count).tensors()
+            tuning = cifar10_split(args.data, "train").subset(count).batches(meta.preprocess).tensors()
             for lr in args.lrs:
                 stages: dict[str, dict] = {}
                 start = time.perf_counter()

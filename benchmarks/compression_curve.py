@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from squeezelab.compress.fidelity import cifar10_images, collect_logits, compare, standard_images
+from squeezelab.compress.fidelity import collect_logits, compare, standard_images
+from squeezelab.data.sources import cifar10_split
 from squeezelab.compress.measure import skimage_photos
 from squeezelab.compress.pipeline import compress_model
 from squeezelab.export.timing import machine_info
@@ -44,8 +45,7 @@ def table(rows: list[dict]) -> str:
 def calibration_images(preprocess, data_dir: str, count: int) -> list:
     """The least-squares calibration set: the scikit-image photos + ``count`` evenly spaced CIFAR-10 *train*
     images (disjoint from the standard set's test images)."""
-    return skimage_photos() + [read() for read in cifar10_images(preprocess, data_dir=data_dir, split="train",
-                                                                 limit=count).readers]
+    return skimage_photos() + cifar10_split(data_dir, "train").subset(count).decoded()
 
 
 def child_fidelity(meta, compressed, parent_logits: torch.Tensor, labels: torch.Tensor, images) -> dict:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from squeezelab.compress.fidelity import cifar10_images, collect_logits, compare, folder_images
+from squeezelab.compress.fidelity import collect_logits, compare
 from squeezelab.compress.int8 import quantize_int8
 from squeezelab.compress.measure import photo_crops, skimage_photos
-from squeezelab.data.preprocess import image_files, read_image
+from squeezelab.data.sources import cifar10_split, folder_images
 from squeezelab.export.runtime import OnnxRuntimeModule
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
@@ -59,16 +59,16 @@ def main() -> None:
     data = Path(args.data)
     model = build_model("squeezenet1_1.caffe")
     preprocess = model.pretrained_cfg.require_preprocess("calibration")
-    photos = skimage_photos() + [read_image(p) for p in image_files(data / "images" / "photos")]
-    images = folder_images(data / "images" / "imagenet_samples_100", preprocess, batch_size=50) + cifar10_images(
-        preprocess, data_dir=data, limit=args.limit, batch_size=50)
+    photos = skimage_photos() + folder_images(data / "images" / "photos").decoded()
+    images = (folder_images(data / "images" / "imagenet_samples_100")
+              + cifar10_split(data, "test").subset(args.limit).unlabelled()).batches(preprocess, batch_size=50)
     reference, labels = collect_logits({"fp32": model}, images)
     labelled = labels >= 0
     rows = []
     for name in args.variants:
         options, kind, count = VARIANTS[name]
-        calibration = (photo_crops(photos, count) if kind == "photos" else skimage_photos() + [
-            read() for read in cifar10_images(preprocess, data_dir=data, split="train", limit=58).readers])
+        calibration = (photo_crops(photos, count) if kind == "photos"
+                       else skimage_photos() + cifar10_split(data, "train").subset(58).decoded())
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             path = quantize_int8(model, Path(tmp) / "int8.onnx", calibration, max_images=count, reduce_range=False,

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import torch
 
-from squeezelab.compress.fidelity import ImageBatches, cifar10_images, collect_logits, compare, folder_images
+from squeezelab.compress.fidelity import collect_logits, compare
 from squeezelab.compress.int8 import EQUALIZE_ALPHA, FP32_CONVS, quantize_int8
 from squeezelab.compress.measure import photo_crops, skimage_photos
-from squeezelab.data.preprocess import image_files, read_image
+from squeezelab.data.sources import Batches, cifar10_split, folder_images
 from squeezelab.export.onnx import export_onnx
 from squeezelab.export.runtime import OnnxRuntimeModule
 from squeezelab.export.timing import OtherLoad, interleaved, machine_info, rounds_for
@@ -62,22 +62,22 @@ ABLATIONS = {
 
 
 def own_data(weights: str, model: torch.nn.Module, data: Path, limit: int | None, calibration_kind: str
-             ) -> tuple[list, ImageBatches, str]:
+             ) -> tuple[list, Batches, str]:
     """(calibration images, evaluation images, description) for the weights' own kind of data."""
     cfg = model.pretrained_cfg
     cifar_weights = get_weights_entry(weights).dataset == "cifar10"
     if cifar_weights or calibration_kind == "mix":
         photos = [] if cifar_weights else skimage_photos()
-        calibration = photos + [read() for read in cifar10_images(
-            cfg.preprocess, data_dir=data, split="train", limit=CALIBRATION_IMAGES - len(photos)).readers]
+        calibration = photos + cifar10_split(data, "train").subset(CALIBRATION_IMAGES - len(photos)).decoded()
     else:
-        photos = skimage_photos() + [read_image(p) for p in image_files(data / "images" / "photos")]
+        photos = skimage_photos() + folder_images(data / "images" / "photos").decoded()
         calibration = photo_crops(photos, CALIBRATION_IMAGES)
-    test = cifar10_images(cfg.preprocess, data_dir=data, limit=limit, batch_size=50, labelled=cifar_weights)
+    test = cifar10_split(data, "test").subset(limit)
     if cifar_weights:
-        return calibration, test, f"CIFAR-10 test ({len(test)}, labelled)"
-    samples = folder_images(data / "images" / "imagenet_samples_100", cfg.preprocess, batch_size=50)
-    return calibration, samples + test, f"100 ImageNet samples (labelled) + CIFAR-10 test ({len(test)}, unlabeled)"
+        return calibration, test.batches(cfg.preprocess, 50), f"CIFAR-10 test ({len(test)}, labelled)"
+    samples = folder_images(data / "images" / "imagenet_samples_100")
+    return (calibration, (samples + test.unlabelled()).batches(cfg.preprocess, 50),
+            f"100 ImageNet samples (labelled) + CIFAR-10 test ({len(test)}, unlabeled)")
 
 
 def timed(variants: dict[str, OnnxRuntimeModule], x: torch.Tensor, runs: int) -> tuple[dict[str, float], float]:

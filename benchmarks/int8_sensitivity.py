@@ -24,10 +24,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from int8_latency import SHARED, cifar_train
-from squeezelab.compress.fidelity import compare, pil_images, standard_images
+from int8_latency import SHARED
+from squeezelab.compress.fidelity import compare, standard_images
 from squeezelab.compress.int8 import PERCENTILE
 from squeezelab.compress.measure import skimage_photos
+from squeezelab.data.sources import cifar10_split, pil_images
 from squeezelab.export.timing import machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
@@ -93,7 +94,8 @@ def study(weights: str, args: argparse.Namespace) -> dict:
     model = build_model(weights)
     meta = model.pretrained_cfg
     model.eval()
-    calibration = pil_images(skimage_photos() + cifar_train(args.calibration_images), meta.preprocess)
+    calibration = (pil_images(skimage_photos()) + cifar10_split(args.data, "train").subset(
+        args.calibration_images).unlabelled()).batches(meta.preprocess)
     ranges = activation_ranges(model, calibration)
     batches = list(standard_images(meta.preprocess, data_dir=args.data, limit=args.limit, batch_size=100))
     images, labels = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])

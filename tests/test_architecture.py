@@ -31,7 +31,7 @@ HEAVY = ("onnxruntime", "matplotlib", "sklearn", "skimage")
 #: The core: what every stage may import and what imports no stage (docs/architecture.md).
 CORE = ("squeezelab", "squeezelab.errors", "squeezelab.io", "squeezelab.tables", "squeezelab.extras", "squeezelab.cpu",
         "squeezelab.plotting", "squeezelab.lazy", "squeezelab.models", "squeezelab.weights",
-        "squeezelab.data.preprocess")
+        "squeezelab.data.preprocess", "squeezelab.data.imagenet")
 CLI = ("squeezelab.cli", "squeezelab.__main__")
 #: The demo's stages: above every stage (each demo stage drives one), below the CLI; no stage imports it.
 DEMO = "squeezelab.demo"
@@ -258,6 +258,42 @@ def test_one_layer_trace():
     assert _layer(TRACE) == "core"
     assert sorted(m for m, p in MODULES.items() if _hooking(p)) == sorted([TRACE, *HOOK_EXCEPTIONS])
     assert all(TRACE in GRAPH[view] for view in TRACE_VIEWS), [v for v in TRACE_VIEWS if TRACE not in GRAPH[v]]
+
+
+#: The one image-source layer (docs/architecture.md): the only module that turns folders, zips and arrays into
+#: sets of labelled images. Training, eval, fidelity, calibration and the INT8 check read their images through it.
+SOURCES = "squeezelab.data.sources"
+SOURCE_USERS = ("squeezelab.data.datasets", "squeezelab.inference.evaluate", "squeezelab.compress.fidelity",
+                "squeezelab.compress.measure", "squeezelab.compress.int8", "squeezelab.deploy.optimize")
+#: Other modules that open zips or image files, and why theirs is not a second source layer.
+IMAGE_READ_EXCEPTIONS = {
+    "squeezelab.data.preprocess": "defines the one image rule, the one decoder (read_image) and the one file walk",
+    "squeezelab.data.fingerprint": "digests zip central directories and file sizes (resume checks); decodes nothing",
+    "squeezelab.inference.predict": "opens the one image file the user names (predict), not a set",
+}
+_IMAGE_READERS = ("zipfile", "read_image", "image_files", "is_image_file_name")
+
+
+def _reads_images(path: Path) -> bool:
+    """Whether a module names ``zipfile`` or one of the image-file functions of ``data.preprocess``."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [alias.name for alias in node.names] if isinstance(node, (ast.Import, ast.ImportFrom)) else []
+        if isinstance(node, ast.Name):
+            names = [node.id]
+        elif isinstance(node, (ast.FunctionDef, ast.Attribute)):
+            names = [getattr(node, "name", None) or node.attr]
+        if any(name in _IMAGE_READERS for name in names):
+            return True
+    return False
+
+
+def test_one_image_source_layer():
+    """Folders, zips and arrays become image sets in one stage module that imports only the core; no other module
+    scans folders or opens zips for images (issue 29: five containers, two zip readers and two folder scans)."""
+    core = {m for m in MODULES if _layer(m) == "core"}
+    assert _layer(SOURCES) == "stage" and GRAPH[SOURCES] <= core, GRAPH[SOURCES] - core
+    assert sorted(m for m, p in MODULES.items() if _reads_images(p)) == sorted([SOURCES, *IMAGE_READ_EXCEPTIONS])
+    assert all(SOURCES in GRAPH[user] for user in SOURCE_USERS), [u for u in SOURCE_USERS if SOURCES not in GRAPH[u]]
 
 
 def test_models_never_import_weights():

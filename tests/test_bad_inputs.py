@@ -452,7 +452,7 @@ def test_every_pil_mode_reaches_the_model_in_range(mode: str) -> None:
 
 def test_eval_warns_when_folder_names_are_not_imagenet_classes(tmp_path: Path) -> None:
     from squeezelab.inference.evaluate import scan_images
-    from squeezelab.weights.imagenet import imagenet_categories, imagenet_wnids
+    from squeezelab.data.imagenet import imagenet_categories, imagenet_wnids
 
     meta = CheckpointMeta(architecture="squeezenet1_1", num_classes=1000, categories=imagenet_categories())
     for name in ("cats", "dogs", imagenet_wnids()[3]):
@@ -463,7 +463,7 @@ def test_eval_warns_when_folder_names_are_not_imagenet_classes(tmp_path: Path) -
     assert len(found.warnings) == 1 and "2 of 3 folder names" in found.warnings[0] and "'cats'" in found.warnings[0]
     (tmp_path / "cats").rename(tmp_path / imagenet_wnids()[5])
     (tmp_path / "dogs").rename(tmp_path / imagenet_wnids()[7])
-    assert scan_images(tmp_path, meta).warnings == []
+    assert not scan_images(tmp_path, meta).warnings
 
 
 def test_parity_check_fails_on_nan(monkeypatch, tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ from sklearn.cluster import KMeans
 from squeezelab.cli.main import main
 from squeezelab.compress import huffman
 from squeezelab.compress.deep import compress_state_dict, relative_index
-from squeezelab.compress.fidelity import folder_images
 from squeezelab.compress.pipeline import compress_model
 from squeezelab.compress.prune import ApplyMasks, MaskKeeper, load_masks, magnitude_masks, save_masks
 from squeezelab.compress.sharing import kmeans_1d, linear_init, optimal_kmeans_1d, share_weights
 from squeezelab.compress.sqz import MAGIC, read_sqz, write_sqz
 from squeezelab.data.preprocess import Preprocess
+from squeezelab.data.sources import folder_images
 from squeezelab.errors import SqueezelabError
 from squeezelab.models import create_model
 from squeezelab.weights.checkpoint import CheckpointMeta
@@ -226,7 +226,7 @@ def test_reencoding_the_deep_compression_file_at_8_bits_is_lossless_and_small(dc
 
 def test_deep_compression_at_6_bits_fits_half_a_megabyte_and_keeps_accuracy(dc_weights, tmp_path,
                                                                             imagenet_samples):
-    from squeezelab.compress.measure import ImageSet
+    from squeezelab.compress.measure import accuracy, labelled_batches
 
     state, meta = dc_weights  # 6 bits without retraining: bias correction on 6 skimage photos (not the eval set)
     from squeezelab.compress.measure import skimage_photos
@@ -234,11 +234,11 @@ def test_deep_compression_at_6_bits_fits_half_a_megabyte_and_keeps_accuracy(dc_w
     report = compress_model(state, meta, bits=6, output=tmp_path / "dc6.sqz", calibration=skimage_photos(),
                             refine="bias")
     assert report.file_bytes <= 500_000  # paper Table 2: 0.47MB
-    images = ImageSet.load(imagenet_samples, meta)
+    images = labelled_batches(imagenet_samples, meta)
     original = build_model(DC_FILE)
     compressed = build_model(tmp_path / "dc6.sqz")
-    top1_original, _ = images.accuracy(original)
-    top1_compressed, _ = images.accuracy(compressed)
+    top1_original, _ = accuracy(original, images)
+    top1_compressed, _ = accuracy(compressed, images)
     assert top1_original == pytest.approx(64.0, abs=1.0)  # README section 5.3 reference decode
     assert top1_compressed >= top1_original - 1.0
 
@@ -306,7 +306,7 @@ def test_refine_and_finetune_bring_the_compressed_model_closer_to_its_parent(ski
     from squeezelab.compress.biascorr import distil_codebooks, refine_codebooks
 
     state, meta = _small_model()
-    images = folder_images(skimage_photo_dir, meta.preprocess).tensors()
+    images = folder_images(skimage_photo_dir).batches(meta.preprocess).tensors()
     crops = torch.cat([images, images.flip(3), images.flip(2)])  # 12 calibration inputs
     held = torch.cat([images.transpose(2, 3), images.roll(17, dims=3)])
     parent = model_from_state(state, meta)
@@ -346,7 +346,7 @@ def test_compress_cli_calibration_finetune_and_fidelity(tmp_path, skimage_photo_
     assert fidelity["least-squares"]["mean_kl"] < fidelity["k-means"]["mean_kl"]
     # the last stage is the written file: its agreement and KL, recomputed here from the two models' logits
     parent, decoded = build_model(path), build_model(out)
-    images = folder_images(skimage_photo_dir, parent.pretrained_cfg.preprocess).tensors()
+    images = folder_images(skimage_photo_dir).batches(parent.pretrained_cfg.preprocess).tensors()
     with torch.no_grad():
         parent_logits, child_logits = parent.eval()(images), decoded.eval()(images)
     agreement = 100.0 * float((parent_logits.argmax(1) == child_logits.argmax(1)).float().mean())
@@ -363,8 +363,8 @@ def test_compress_calibrates_by_default_and_says_why_not(tmp_path, capsys):
     """No ``--calibration``: the scikit-image photos calibrate (one-line note), and the 4-bit codebooks fit the
     parent's outputs on those photos better than ``--calibration none``; weights without preprocessing get a note
     and no calibration."""
-    from squeezelab.compress.fidelity import pil_images
     from squeezelab.compress.measure import skimage_photos
+    from squeezelab.data.sources import pil_images
     from squeezelab.weights.checkpoint import save_checkpoint
 
     path = _tiny_checkpoint(tmp_path)
@@ -376,7 +376,7 @@ def test_compress_calibrates_by_default_and_says_why_not(tmp_path, capsys):
     assert main([*args, "-o", str(tmp_path / "none.sqz"), "--calibration", "none"]) == 0
     assert "calibration on" not in capsys.readouterr().out
     parent = build_model(path)
-    x = pil_images(skimage_photos(), parent.pretrained_cfg.preprocess).tensors()
+    x = pil_images(skimage_photos()).batches(parent.pretrained_cfg.preprocess).tensors()
     with torch.no_grad():
         errors = {name: float((build_model(tmp_path / f"{name}.sqz")(x) - parent(x)).pow(2).mean())
                   for name in ("default", "none")}
@@ -424,13 +424,13 @@ def test_fidelity_compare_agreement_kl_and_labelled_top1():
 
 
 def test_6_bit_least_squares_sharing_keeps_agreement_on_a_fixed_image_set(cifar10_zips, skimage_photo_dir):
-    from squeezelab.compress.fidelity import cifar10_images, collect_logits, compare, folder_images
+    from squeezelab.compress.fidelity import collect_logits, compare
+    from squeezelab.data.sources import cifar10_split
 
     state, meta = load_weights("squeezenet1_1.torchvision")  # dense, so all 64 entries are centroids
-    calibration = [read() for read in cifar10_images(meta.preprocess, data_dir=cifar10_zips, split="train",
-                                                     limit=16).readers]  # train split: disjoint from the eval set
-    images = (cifar10_images(meta.preprocess, data_dir=cifar10_zips, limit=200)
-              + folder_images(skimage_photo_dir, meta.preprocess))
+    calibration = cifar10_split(cifar10_zips, "train").subset(16).decoded()  # train split: disjoint from eval
+    images = (cifar10_split(cifar10_zips, "test").subset(200).unlabelled()
+              + folder_images(skimage_photo_dir)).batches(meta.preprocess)
     models = {}
     for name, calib in (("uncompressed", None), ("k-means", None), ("least-squares", calibration)):
         weights = state if name == "uncompressed" else compress_model(state, meta, bits=6,

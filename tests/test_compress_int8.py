@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 from squeezelab.cli.main import main
-from squeezelab.compress.fidelity import cifar10_images, collect_logits, compare, pil_images
+from squeezelab.compress.fidelity import collect_logits, compare
 from squeezelab.compress.int8 import quantize_int8
 from squeezelab.cpu import cpu_flags, has_vnni
 from squeezelab.compress.measure import skimage_photos
 from squeezelab.data.preprocess import Preprocess
+from squeezelab.data.sources import cifar10_split, pil_images
 from squeezelab.errors import SqueezelabError
 from squeezelab.weights.checkpoint import save_checkpoint
 from squeezelab.weights.loader import build_model
@@ -91,14 +92,14 @@ def test_int8_squeezenet1_1_agrees_with_fp32(tmp_path, shared_data):
     model = build_model("squeezenet1_1.torchvision")
     meta = model.pretrained_cfg
     photos = skimage_photos()
-    train = cifar10_images(meta.preprocess, data_dir=shared_data, split="train", limit=26)
-    path = quantize_int8(model, tmp_path / "int8.onnx", photos + [read() for read in train.readers],
+    train = cifar10_split(shared_data, "train").subset(26)
+    path = quantize_int8(model, tmp_path / "int8.onnx", photos + train.decoded(),
                          max_images=32, reduce_range=False)
     # the classifier convolution stays fp32 (FP32_CONVS), so do the logits; the 25 others are INT8
     assert _fp32_convs(path) == [False] * 25 + [True]
     int8 = build_model(path, architecture="squeezenet1_1")
-    images = pil_images(photos, meta.preprocess, batch_size=63) + cifar10_images(
-        meta.preprocess, data_dir=shared_data, limit=120, batch_size=63)
+    images = (pil_images(photos) + cifar10_split(shared_data, "test").subset(120).unlabelled()).batches(
+        meta.preprocess, batch_size=63)
     logits, labels = collect_logits({"fp32": model, "int8": int8}, images)
     fidelity = compare(logits["fp32"], logits["int8"], labels)
     assert fidelity.n == 126

@@ -37,7 +37,7 @@ def test_cifar10_zip_members_decode_like_pil(cifar10_zips: Path) -> None:
     bundle = build_datasets(f"cifar10:{cifar10_zips}", 32, augment=False, train_limit=20, val_limit=10)
     assert bundle.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     assert (len(bundle.train), len(bundle.val)) == (20, 10)
-    member = bundle.val.read.members[3]
+    member = bundle.val.source.readers[3].member
     with zipfile.ZipFile(cifar10_zips / "cifar10_test_jpeg.zip") as archive, archive.open(member) as handle:
         reference = bundle.preprocess(Image.open(handle).convert("RGB"))
     x, y = bundle.val[3]

@@ -125,17 +125,17 @@ def test_imagenet_layouts_map_wnids(tmp_path):
     for wnid, name in (("n01440764", "tench"), ("n01530575", "brambling"), ("n15075141", "toilet_tissue")):
         Image.new("RGB", (8, 8)).save(tmp_path / "flat" / f"{wnid}_{name}.JPEG", format="JPEG")
     flat = scan_images(tmp_path / "flat", meta)
-    assert sorted(label for _, label in flat.samples) == [0, 10, 999] and "flat" in flat.layout
+    assert sorted(flat.labels) == [0, 10, 999] and "flat" in flat.layout
     for wnid in ("n01443537", "n15075141"):
         (tmp_path / "folders" / wnid).mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "folders" / wnid / "a.png")
     folders = scan_images(tmp_path / "folders", meta)
-    assert [label for _, label in folders.samples] == [1, 999] and "wnid" in folders.layout
+    assert list(folders.labels) == [1, 999] and "wnid" in folders.layout
 
 
 def test_imagenet_samples_map_to_every_tenth_class(imagenet_samples):
     flat = scan_images(imagenet_samples, CheckpointMeta(architecture="squeezenet1_1", num_classes=1000))
-    assert [label for _, label in flat.samples] == list(range(0, 1000, 10))
+    assert list(flat.labels) == list(range(0, 1000, 10))
 
 
 def test_evaluate_rejects_more_folders_than_classes(tiny_checkpoint, tmp_path):

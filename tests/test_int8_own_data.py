@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 import squeezelab
-from squeezelab.compress.fidelity import cifar10_images, collect_logits, compare, folder_images
+from squeezelab.compress.fidelity import collect_logits, compare
 from squeezelab.compress.measure import photo_crops, skimage_photos
-from squeezelab.data.preprocess import image_files, read_image
+from squeezelab.data.sources import cifar10_split, folder_images
 from squeezelab.weights import build_model
 
 
@@ -44,9 +44,9 @@ def test_int8_cifar10_weights_keep_top1_on_cifar10_test(tmp_path, cifar10_zips):
     """squeezenet1_1.cifar10, 2,000 CIFAR-10 test images (every 5th): INT8 top-1 within 0.5 of fp32."""
     model = build_model("squeezenet1_1.cifar10")
     preprocess = model.pretrained_cfg.require_preprocess("the test")
-    train = cifar10_images(preprocess, data_dir=cifar10_zips, split="train", limit=64)
-    int8 = _int8(model, _calibration_folder(tmp_path / "calibration", [read() for read in train.readers]))
-    test = cifar10_images(preprocess, data_dir=cifar10_zips, limit=2000, batch_size=100, labelled=True)
+    train = cifar10_split(cifar10_zips, "train").subset(64)
+    int8 = _int8(model, _calibration_folder(tmp_path / "calibration", train.decoded()))
+    test = cifar10_split(cifar10_zips, "test").subset(2000).batches(preprocess, batch_size=100)
     logits, labels = collect_logits({"fp32": model, "int8": int8}, test)
     fidelity = compare(logits["fp32"], logits["int8"], labels)
     assert fidelity.labelled == 2000 and fidelity.top1_parent > 80.0  # the weights and their preprocessing fit
@@ -67,9 +67,9 @@ def test_int8_caffe_weights_with_their_bgr_preprocessing(tmp_path, imagenet_samp
     model = build_model("squeezenet1_1.caffe")
     preprocess = model.pretrained_cfg.require_preprocess("the test")
     assert preprocess.channel_order == "BGR" and preprocess.scale == 1.0  # the case the old RGB 0-1 check missed
-    photos = skimage_photos() + [read_image(path) for path in image_files(upstream_photos)]
+    photos = skimage_photos() + folder_images(upstream_photos).decoded()
     int8 = _int8(model, _calibration_folder(tmp_path / "calibration", photo_crops(photos, 64)))
-    samples = folder_images(imagenet_samples, preprocess, batch_size=50)
+    samples = folder_images(imagenet_samples).batches(preprocess, batch_size=50)
     logits, labels = collect_logits({"fp32": model, "int8": int8}, samples)
     fidelity = compare(logits["fp32"], logits["int8"], labels)
     assert fidelity.labelled == 100 and fidelity.top1_parent == 70.0  # the registry's samples100_top1 for these weights

@@ -18,7 +18,7 @@ from PIL import Image
 from squeezelab.data.preprocess import CAFFE, CAFFE_SQUASH_227, TORCHVISION, Preprocess
 from squeezelab.models import get_model_entry, list_models
 from squeezelab.weights.checkpoint import CheckpointMeta
-from squeezelab.weights.imagenet import imagenet_categories
+from squeezelab.data.imagenet import imagenet_categories
 from squeezelab.weights.registry import WEIGHTS
 
 cv2 = pytest.importorskip("cv2")

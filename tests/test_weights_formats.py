@@ -15,7 +15,7 @@ from PIL import Image
 
 from squeezelab.errors import SqueezelabError
 from squeezelab.weights import detect_format, read_deep_compression, read_ncnn, read_openvino
-from squeezelab.weights.imagenet import imagenet_categories, imagenet_wnids
+from squeezelab.data.imagenet import imagenet_categories, imagenet_wnids
 from squeezelab.weights.registry import BUNDLED_DIR
 
 WEIGHTS = BUNDLED_DIR

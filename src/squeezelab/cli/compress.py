@@ -86,14 +86,14 @@ def run(args: argparse.Namespace) -> int:
         calibration = calibration_set(args.calibration, args.calibration_limit)
     finetune = None
     if args.finetune:
-        from ..compress.fidelity import cifar10_images, folder_images as fidelity_folder
         from ..data.datasets import parse_data_source
+        from ..data.sources import cifar10_split, folder_images
 
         source = parse_data_source(args.finetune)
         preprocess = meta.require_preprocess("--finetune")
-        tune = (cifar10_images(preprocess, data_dir=source.location, split="train", limit=args.finetune_limit)
-                if source.kind == "cifar10" else fidelity_folder(args.finetune, preprocess, limit=args.finetune_limit))
-        finetune = (tune.tensors(), torch.tensor(tune.labels))
+        tune = (cifar10_split(source.location, "train").unlabelled() if source.kind == "cifar10"
+                else folder_images(args.finetune)).subset(args.finetune_limit)
+        finetune = (tune.batches(preprocess).tensors(), torch.tensor(tune.labels))
     stages: dict[str, dict] = {}
     report = compress_model(state, meta, bits=args.bits, density=args.density, index_bits=args.index_bits,
                             scope=args.scope, masks=masks, output=args.output, method=args.codebook,
@@ -129,23 +129,23 @@ def run(args: argparse.Namespace) -> int:
 
 def _accuracy(state: dict, report, data_dir: str) -> dict[str, tuple[float, float]]:
     """Top-1/top-5 of the original, the pruned (fp32) and the decoded ``.sqz`` (loaded back) on ``data_dir``."""
-    from ..compress.measure import ImageSet
+    from ..compress.measure import accuracy, labelled_batches
     from ..compress.prune import apply_masks
 
-    images = ImageSet.load(data_dir, report.meta)
-    out = {"dense": images.accuracy(model_from_state(state, report.meta))}
+    images = labelled_batches(data_dir, report.meta)
+    out = {"dense": accuracy(model_from_state(state, report.meta), images)}
     pruned = {k: v.clone() for k, v in state.items()}
     apply_masks(pruned, {k: t.decode() != 0 for k, t in report.compressed.shared.items()})
-    out["pruned"] = images.accuracy(model_from_state(pruned, report.meta))
-    out["decoded"] = images.accuracy(build_model(report.path))
+    out["pruned"] = accuracy(model_from_state(pruned, report.meta), images)
+    out["decoded"] = accuracy(build_model(report.path), images)
     return out
 
 
 def _fidelity(state: dict, meta, stages: dict[str, dict], data_dir: Optional[str], limit: Optional[int],
               finetune: Optional[tuple]) -> dict[str, dict]:
     """Print and return agreement, KL and top-1 of every stage against the uncompressed model."""
-    from ..compress.fidelity import collect_logits, compare, folder_images, standard_images
-    from ..compress.fidelity import CIFAR_TEST_ZIP, IMAGENET_SAMPLES
+    from ..compress.fidelity import CIFAR_TEST_ZIP, IMAGENET_SAMPLES, collect_logits, compare, standard_images
+    from ..data.sources import folder_images
 
     if data_dir is None:
         images, labels, where = finetune[0], finetune[1], f"the {len(finetune[0])} fine-tuning images"
@@ -155,7 +155,7 @@ def _fidelity(state: dict, meta, stages: dict[str, dict], data_dir: Optional[str
         standard = (root / CIFAR_TEST_ZIP).is_file() and (root / IMAGENET_SAMPLES).is_dir()
         preprocess = meta.require_preprocess("--fidelity")
         batches = (standard_images(preprocess, data_dir=root, limit=limit) if standard
-                   else folder_images(root, preprocess, limit=limit))
+                   else folder_images(root).subset(limit).batches(preprocess))
         where = f"{len(batches):,} images of {'the standard set' if standard else root}"
     models = {"uncompressed": state, **stages}
     logits, labels = collect_logits({name: model_from_state(weights, meta) for name, weights in models.items()},

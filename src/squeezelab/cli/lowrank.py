@@ -54,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
     for f in done:
         state[f"{f.name}.weight"] = reconstruct(f.module).detach().reshape(state[f"{f.name}.weight"].shape)
     if args.data:
-        from ..compress.measure import ImageSet
+        from ..compress.measure import accuracy, labelled_batches
 
-        images = ImageSet.load(args.data, meta)
-        before = images.accuracy(model)
-        after = images.accuracy(factored.eval())
+        images = labelled_batches(args.data, meta)
+        before = accuracy(model, images)
+        after = accuracy(factored.eval(), images)
         print(f"top-1 {before[0]:.1f}% -> {after[0]:.1f}%, top-5 {before[1]:.1f}% -> {after[1]:.1f}% on {args.data}")
     if args.output:
         save_checkpoint(args.output, state, meta, inputs=inputs)

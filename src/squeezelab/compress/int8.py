@@ -32,7 +32,7 @@ from PIL import Image
 from torch import fx, nn
 
 from ..cpu import has_vnni
-from ..data.preprocess import evenly_spaced, image_files, read_image
+from ..data.sources import folder_images, pil_images
 from ..errors import SqueezelabError
 from ..export.fold import fold_batchnorm
 from ..export.onnx import INPUT_NAME, export_onnx
@@ -42,6 +42,8 @@ from ..weights.checkpoint import pretrained_cfg_of
 from .ptq import Affine, correct_biases, equalize_activations, match_tensors, round_weights, with_fake_quant
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+#: How a missing or empty calibration folder's error ends.
+CALIBRATION_HINT = "calibration needs a few dozen representative images"
 #: The activation percentile kept by ``method="percentile"`` (ORT's default, 99.999, clips too little).
 PERCENTILE = 99.99
 #: Strength of the activation equalisation (:func:`.ptq.equalize_activations`), 0 = off.
@@ -52,17 +54,6 @@ EQUALIZE_ALPHA = 0.5
 #: The first convolution in fp32 too (the usual mixed-precision pair) gave 70 and 0.008 but fp32 speed:
 #: ORT leaves its NHWC INT8 path there (docs/compression.md, "INT8 that keeps accuracy").
 FP32_CONVS = (-1,)
-
-
-def calibration_images(source: PathLike, limit: int = 64) -> list[Path]:
-    """Up to ``limit`` image files under ``source`` (recursive, sorted, evenly spaced); labels are not needed."""
-    root = Path(source)
-    if not root.is_dir():
-        raise SqueezelabError(f"calibration folder {root} does not exist; pass a folder of representative images")
-    files = image_files(root)
-    if not files:
-        raise SqueezelabError(f"no images in {root}; calibration needs a few dozen representative images")
-    return evenly_spaced(files, limit)
 
 
 class _Reader:
@@ -253,12 +244,9 @@ def quantize_int8(model: nn.Module, output: PathLike, calibration: Union[PathLik
         raise SqueezelabError(f"unknown rounding {rounding!r}; use 'output-error' or 'nearest'")
     cfg = pretrained_cfg_of(model)
     preprocess = cfg.require_preprocess("INT8 calibration")
-    if isinstance(calibration, (list, tuple)):
-        images = evenly_spaced(list(calibration), max_images)
-        tensors = torch.stack([preprocess(image) for image in images])
-    else:
-        files = calibration_images(calibration, max_images)
-        tensors = torch.stack([preprocess(read_image(path, "calibration image")) for path in files])
+    images = (pil_images(calibration, "calibration images") if isinstance(calibration, (list, tuple))
+              else folder_images(calibration, what="calibration image", purpose=CALIBRATION_HINT))
+    tensors = images.subset(max_images).batches(preprocess).tensors()
     if reduce_range is None:
         reduce_range = not has_vnni()
     refine = per_channel and not reduce_range and (rounding == "output-error" or bias_correction)

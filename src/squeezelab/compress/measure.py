@@ -7,46 +7,33 @@ preprocessing follow :func:`squeezelab.inference.evaluate` exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 from PIL import Image
 from torch import nn
 
 from ..data.datasets import parse_data_source
-from ..data.preprocess import read_image
+from ..data.sources import Batch, cifar10_split, folder_images, pil_images
 from ..errors import SqueezelabError
 from ..evaluation import evaluate_model
 from ..extras import require
 from ..inference import scan_images
 from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta
-from .fidelity import cifar10_readers
-from .int8 import calibration_images
+from .int8 import CALIBRATION_HINT
 
 
-@dataclass
-class ImageSet:
-    """Preprocessed images (N, C, H, W) and their class indices (N,)."""
+def labelled_batches(data_dir: PathLike, meta: CheckpointMeta, batch_size: int = 50) -> list[Batch]:
+    """The labelled images of ``data_dir`` (eval's layouts, :func:`~squeezelab.inference.scan_images`) through the
+    weights' preprocessing, decoded once, in batches of ``batch_size``."""
+    return list(scan_images(data_dir, meta).batches(meta.require_preprocess("measuring accuracy"), batch_size))
 
-    images: torch.Tensor
-    labels: torch.Tensor
 
-    @classmethod
-    def load(cls, data_dir: PathLike, meta: CheckpointMeta, limit: int | None = None) -> "ImageSet":
-        samples = scan_images(data_dir, meta).samples[:limit]
-        if not samples:
-            raise SqueezelabError(f"no labelled images in {data_dir}")
-        preprocess = meta.require_preprocess("measuring accuracy")
-        tensors = [preprocess(read_image(path)) for path, _ in samples]
-        return cls(torch.stack(tensors), torch.tensor([label for _, label in samples]))
-
-    def accuracy(self, model: nn.Module, batch_size: int = 50) -> tuple[float, float]:
-        """(top-1, top-5) in percent."""
-        batches = ((self.images[i:i + batch_size], self.labels[i:i + batch_size])
-                   for i in range(0, len(self.labels), batch_size))
-        result = evaluate_model(model, batches)
-        return result.top1, result.top5
+def accuracy(model: nn.Module, batches: Iterable[Batch]) -> tuple[float, float]:
+    """(top-1, top-5) in percent of ``model`` on ``batches`` (from :func:`labelled_batches`)."""
+    result = evaluate_model(model, iter(batches))
+    return result.top1, result.top5
 
 
 def skimage_photos() -> list[Image.Image]:
@@ -94,17 +81,13 @@ def default_calibration(meta: CheckpointMeta) -> tuple[list[Image.Image], str]:
 
 
 def calibration_set(source: str, limit: int = 64) -> list[Image.Image]:
-    """Calibration images (decoded, unlabeled) named the way ``--calibration`` takes them: ``skimage`` (the 6
-    scikit-image photos), ``cifar10:DIR`` (``limit`` CIFAR-10 *training* images of ``DIR/cifar10_train_jpeg.zip``,
-    evenly spaced, so the test images stay unseen) or a folder (``limit`` images, evenly spaced)."""
+    """``limit`` calibration images (decoded, unlabelled; evenly spaced, :meth:`ImageSource.subset`) named the way
+    ``--calibration`` takes them: ``skimage`` (the 6 scikit-image photos), ``cifar10:DIR`` (CIFAR-10 *training*
+    images of ``DIR/cifar10_train_jpeg.zip``, so the test images stay unseen) or a folder (recursive)."""
     if source == "skimage":
-        return skimage_photos()
-    parsed = parse_data_source(source)
-    if parsed.kind == "cifar10":
-        return [read() for read in cifar10_readers(parsed.location, "train", limit)]
-    return folder_images(source, limit)
-
-
-def folder_images(folder: PathLike, limit: int = 64) -> list[Image.Image]:
-    """Up to ``limit`` images from ``folder`` (recursive, evenly spaced in sorted order), decoded."""
-    return [read_image(path, "calibration image").convert("RGB") for path in calibration_images(folder, limit)]
+        images = pil_images(skimage_photos(), "the scikit-image photos")
+    else:
+        parsed = parse_data_source(source)
+        images = (cifar10_split(parsed.location, "train") if parsed.kind == "cifar10"
+                  else folder_images(source, what="calibration image", purpose=CALIBRATION_HINT))
+    return images.subset(limit).decoded()

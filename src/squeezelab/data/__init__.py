@@ -1,6 +1,6 @@
 """Data: preprocessing specs and the training dataset loaders (``docs/training.md``).
 
-The core reads ``data.preprocess`` (every checkpoint records its preprocessing), and Python
+The core reads ``data.preprocess`` (every checkpoint records its preprocessing) and ``data.imagenet``, and Python
 runs this ``__init__`` first; so the dataset names are resolved on first use (PEP 562
 ``__getattr__``), and loading a checkpoint does not import the loaders and torchvision
 (docs/architecture.md).

@@ -24,32 +24,28 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
-import zipfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler
 from torchvision import transforms as T
 
 from ..errors import SqueezelabError
 from ..extras import require
 from .fingerprint import arrays_fingerprint, files_fingerprint, zips_fingerprint
-from .preprocess import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess, is_image_file_name,
-                         read_image)
+from .preprocess import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .sources import (SKIPPED_LABEL, ImageDataset, ImageSource, ModelInput, cifar10_split, class_folders, grey_arrays,
+                      zip_split)
 
-#: Label of a sample whose image could not be decoded (``cross_entropy(ignore_index=-1)``).
-SKIPPED_LABEL = -1
+__all__ = ["SKIPPED_LABEL", "DatasetBundle", "EpochSampler", "ImageDataset", "PadCropFlip", "build_datasets",
+           "cifar10_test_set", "parse_data_source"]
 #: A share of unreadable images above this draws a warning (none readable is an error: :func:`check_readable`).
 SKIPPED_WARN_SHARE = 0.05
 #: Inputs at or below this side use the CIFAR-style recipe (pad-and-crop, squash resize).
 SMALL_INPUT_MAX = 64
-#: Zip members up to this many pixels are decoded once and kept in memory (:class:`_ZipReader`).
-CACHE_MAX_PIXELS = 64 * 64
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot"]
@@ -74,37 +70,6 @@ class _Recipe:
     flip: bool = True
     translate: bool = True
     random_resized_crop: bool = False
-
-
-class ImageDataset(Dataset):
-    """Images by index from a reader function, each with an integer label.
-
-    ``read(i)`` returns a PIL image; ``transform(image, seed)`` maps it to a tensor,
-    its random draws seeded by ``seed`` when the dataset is indexed with an
-    ``(index, seed)`` pair (else drawn from torch's global generator).
-    """
-
-    def __init__(self, read: Callable[[int], Image.Image], labels: Sequence[int], transform: _Transform) -> None:
-        self.read = read
-        self.labels = list(labels)
-        self.transform = transform
-        self.in_chans = 3
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        try:
-            image = self.read(index)
-            image.load()
-        except Exception:  # noqa: BLE001 - any decoder failure means "unreadable image"
-            return torch.zeros(self.in_chans, *self._size()), SKIPPED_LABEL
-        return self.transform(image, seed), self.labels[index]
-
-    def _size(self) -> tuple[int, int]:
-        side = getattr(self.transform, "output_size", 1)
-        return side, side
 
 
 class PadCropFlip(T.Compose):
@@ -134,56 +99,6 @@ class PadCropFlip(T.Compose):
         if self.flip and torch.rand(1, generator=generator) < 0.5:
             pixels = pixels[:, :, ::-1]
         return pixels
-
-
-class _Transform:
-    """Optional augmentation, then the evaluation Preprocess (minus its resize when augmenting).
-
-    An 'L'/'RGB' image that is already the input size (CIFAR-10 at 32 px, digits at 8 px) takes
-    a NumPy path that gives the same values as the PIL one (no resize is needed) and draws from a
-    private generator seeded like the global one, so it need not save and restore torch's RNG state.
-    """
-
-    def __init__(self, preprocess: Preprocess, augment: Optional[Callable]) -> None:
-        self.preprocess = preprocess
-        self.augment = augment
-        self.output_size = preprocess.crop
-        self._tail = replace(preprocess, resize=preprocess.crop, resize_mode="squash")
-        self._mode = "L" if preprocess.grayscale else "RGB"
-        fast_input = (preprocess.crop, preprocess.crop)
-        self._fast_size = fast_input if (augment is None and preprocess.resized_size(*fast_input) == fast_input) \
-            or isinstance(augment, PadCropFlip) else None
-        self._scale = np.float32(preprocess.scale)
-        self._mean = np.asarray(preprocess.mean, np.float32).reshape(-1, 1, 1)
-        self._std = np.asarray(preprocess.std, np.float32).reshape(-1, 1, 1)
-
-    def __call__(self, image: Image.Image, seed: Optional[int] = None) -> torch.Tensor:
-        """The model's float tensor for ``image``; random draws seeded by ``seed`` (None: torch's global RNG)."""
-        if image.size == self._fast_size and image.mode == self._mode:
-            array = np.asarray(image)
-            pixels = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-            if self.augment is not None:
-                pixels = self.augment.on_pixels(pixels, None if seed is None else torch.Generator().manual_seed(seed))
-            return torch.from_numpy(self._normalize(pixels))
-        if seed is None:
-            return self._pil(image)
-        saved = torch.get_rng_state()
-        torch.default_generator.manual_seed(seed)
-        try:
-            return self._pil(image)
-        finally:
-            torch.set_rng_state(saved)
-
-    def _normalize(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 (C, H, W) -> float32, in the operations and order of :meth:`Preprocess.__call__`."""
-        if self.preprocess.channel_order == "BGR":
-            pixels = pixels[::-1]
-        return np.ascontiguousarray((pixels.astype(np.float32) * self._scale - self._mean) / self._std)
-
-    def _pil(self, image: Image.Image) -> torch.Tensor:
-        if self.augment is None:
-            return self.preprocess(image)
-        return self._tail(self.augment(image))
 
 
 @dataclass
@@ -241,16 +156,6 @@ def check_readable(readable: int, skipped: int, what: str, source: str) -> Optio
     return None
 
 
-class _ArrayReader:
-    """Grey uint8 images (N, H, W) in memory -> PIL images."""
-
-    def __init__(self, images: np.ndarray) -> None:
-        self.images = images
-
-    def __call__(self, index: int) -> Image.Image:
-        return Image.fromarray(np.ascontiguousarray(self.images[index], dtype=np.uint8), mode="L")
-
-
 def _eval_preprocess(input_size: int, mean: tuple[float, ...], std: tuple[float, ...], in_chans: int,
                      pretrained: Optional[Preprocess] = None) -> Preprocess:
     """The evaluation preprocessing: the fine-tuned weights' own when their channels match, else the data's stats."""
@@ -285,12 +190,6 @@ def _stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tup
         val.append(idx[:n_val])
         train.append(idx[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-
-
-def _subset(indices: np.ndarray, limit: Optional[int], seed: int) -> np.ndarray:
-    if limit is None or limit >= len(indices):
-        return indices
-    return np.sort(np.random.default_rng(seed).permutation(indices)[:limit])
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -342,79 +241,6 @@ def read_fashion_mnist(directory: str) -> tuple[tuple[np.ndarray, np.ndarray], t
     return parts[0], parts[1]
 
 
-class _ZipReader:
-    """Reads members of a zip file; reopens the archive in each process (DataLoader workers fork).
-
-    Images of at most :data:`CACHE_MAX_PIXELS` pixels (all of CIFAR-10: 150 MB for the 50k training
-    images) are decoded once and kept, in the process that read them; callers treat them as read-only.
-    """
-
-    def __init__(self, path: Path, members: list[str]) -> None:
-        self.path, self.members = path, members
-        self._zip: Optional[zipfile.ZipFile] = None
-        self._pid = -1
-        self._cache: dict[int, Image.Image] = {}
-
-    def __call__(self, index: int) -> Image.Image:
-        cached = self._cache.get(index)
-        if cached is not None:
-            return cached
-        if self._zip is None or self._pid != os.getpid():
-            self._zip = zipfile.ZipFile(self.path)
-            self._pid = os.getpid()
-        with self._zip.open(self.members[index]) as handle:
-            image = read_image(handle, name=f"{self.path}:{self.members[index]}")
-        if image.width * image.height <= CACHE_MAX_PIXELS:
-            self._cache[index] = image
-        return image
-
-    def __getstate__(self) -> dict:
-        return {"path": self.path, "members": self.members, "_zip": None, "_pid": -1, "_cache": {}}
-
-
-def zip_split(path: Path) -> tuple[list[str], list[int], list[str]]:
-    """The image members of a CIFAR-style zip (``<split>/<class>/<file>``, sorted), their labels (sorted
-    class order) and the class names; one-line errors for a missing or unreadable zip."""
-    if not path.is_file():
-        raise SqueezelabError(f"{path} not found; pass cifar10:DIR where DIR holds cifar10_train_jpeg.zip and "
-                              f"cifar10_test_jpeg.zip")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if is_image_file_name(PurePosixPath(n))]
-    except zipfile.BadZipFile as exc:
-        raise SqueezelabError(f"{path} is not a readable zip file ({exc})") from None
-    members = sorted(n for n in names if n.count("/") >= 2)
-    if not members:
-        raise SqueezelabError(f"{path} holds no images laid out as <split>/<class>/<file>.jpg")
-    classes = sorted({m.split("/")[-2] for m in members})
-    index = {c: i for i, c in enumerate(classes)}
-    return members, [index[m.split("/")[-2]] for m in members], classes
-
-
-def _scan_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files, labels = [], []
-    for label, name in enumerate(classes):
-        for path in sorted((root / name).rglob("*")):
-            if is_image_file_name(path) and path.is_file():
-                files.append(path)
-                labels.append(label)
-    if not classes or not files:
-        raise SqueezelabError(f"{root} holds no images in class sub-folders; expected {root}/<class>/<image>.jpg "
-                              f"(or train/ and val/ folders laid out that way)")
-    return files, labels, classes
-
-
-class _FileReader:
-    """Image files on disk -> PIL images."""
-
-    def __init__(self, files: list[Path]) -> None:
-        self.files = files
-
-    def __call__(self, index: int) -> Image.Image:
-        return read_image(self.files[index])  # any PIL mode as L/RGB; bombs are refused (the sample is skipped)
-
-
 @dataclass(frozen=True)
 class DataSource:
     """A parsed ``--data`` string (module docstring): ``kind`` is ``digits``, ``fashion-mnist``, ``cifar10``
@@ -448,27 +274,12 @@ def parse_data_source(source: str) -> DataSource:
 
 
 @dataclass(frozen=True)
-class _Split:
-    """One split of a labelled source: every image's label, the images it may use (sorted indices into
-    ``labels``) and a factory that makes the reader of a chosen subset of them."""
-
-    labels: Sequence[int]
-    indices: np.ndarray
-    make_reader: Callable[[list[int]], Callable[[int], Image.Image]]
-
-    def dataset(self, limit: Optional[int], seed: int, transform: _Transform) -> ImageDataset:
-        """The dataset of at most ``limit`` of the split's images (a fixed random subset per ``seed``)."""
-        keep = [int(i) for i in _subset(self.indices, limit, seed)]
-        return ImageDataset(self.make_reader(keep), [int(self.labels[i]) for i in keep], transform)
-
-
-@dataclass(frozen=True)
 class _LabelledSource:
     """What one ``--data`` kind provides before preprocessing: its splits, classes, native channels,
     per-channel statistics, default input side and augmentation recipe."""
 
-    train: _Split
-    val: _Split
+    train: ImageSource
+    val: ImageSource
     classes: list[str]
     in_chans: int
     stats: tuple[tuple[float, ...], tuple[float, ...]]
@@ -478,11 +289,6 @@ class _LabelledSource:
     recipe: _Recipe = _Recipe()
 
 
-def _array_split(images: np.ndarray, labels: np.ndarray, indices: Optional[np.ndarray] = None) -> _Split:
-    return _Split(labels, np.arange(len(labels)) if indices is None else indices,
-                  lambda keep: _ArrayReader(images[keep]))
-
-
 def _digits_source(_: str, val_fraction: float, __: int) -> _LabelledSource:
     """scikit-learn's digits with a fixed stratified split (seed 0, whatever the run's seed)."""
     digits = require("sklearn.datasets", "the digits dataset").load_digits()
@@ -490,24 +296,20 @@ def _digits_source(_: str, val_fraction: float, __: int) -> _LabelledSource:
     labels = digits.target.astype(np.int64)
     train_idx, val_idx = _stratified_split(labels, val_fraction, seed=0)
     classes = [str(i) for i in range(10)]
-    return _LabelledSource(_array_split(images, labels, train_idx), _array_split(images, labels, val_idx),
-                           classes, 1, _STATS["digits"], 32, arrays_fingerprint([images, labels], len(labels), classes),
-                           _Recipe(flip=False))
+    everything = grey_arrays(images, labels, "digits", classes)
+    return _LabelledSource(everything.take(train_idx), everything.take(val_idx), classes, 1, _STATS["digits"], 32,
+                           arrays_fingerprint([images, labels], len(labels), classes), _Recipe(flip=False))
 
 
 def _fashion_mnist_source(directory: str, _: float, __: int) -> _LabelledSource:
-    (train_images, train_labels), (test_images, test_labels) = read_fashion_mnist(directory or FASHION_MNIST_DIR)
+    root = directory or FASHION_MNIST_DIR
+    (train_images, train_labels), (test_images, test_labels) = read_fashion_mnist(root)
     arrays = [train_images, train_labels, test_images, test_labels]
     fingerprint = arrays_fingerprint(arrays, len(train_labels) + len(test_labels), FASHION_MNIST_CLASSES)
-    return _LabelledSource(_array_split(train_images, train_labels), _array_split(test_images, test_labels),
+    return _LabelledSource(grey_arrays(train_images, train_labels, f"{root} (train)", FASHION_MNIST_CLASSES),
+                           grey_arrays(test_images, test_labels, f"{root} (t10k)", FASHION_MNIST_CLASSES),
                            list(FASHION_MNIST_CLASSES), 1, _STATS["fashion-mnist"], 32, fingerprint,
                            _Recipe(translate=False))
-
-
-def _zip_split(path: Path) -> tuple[_Split, list[str]]:
-    """Every image of a CIFAR-style zip (:func:`zip_split`) as a split, and the class names."""
-    members, labels, classes = zip_split(path)
-    return _Split(labels, np.arange(len(labels)), lambda keep: _ZipReader(path, [members[i] for i in keep])), classes
 
 
 def _cifar10_source(directory: str, _: float, __: int) -> _LabelledSource:
@@ -515,26 +317,19 @@ def _cifar10_source(directory: str, _: float, __: int) -> _LabelledSource:
     if not root.is_dir():
         raise SqueezelabError(f"CIFAR-10 directory {root} does not exist")
     zips = [root / "cifar10_train_jpeg.zip", root / "cifar10_test_jpeg.zip"]
-    train, classes = _zip_split(zips[0])
-    val, val_classes = _zip_split(zips[1])
-    if val_classes != classes:
+    train, val = zip_split(zips[0]), zip_split(zips[1])
+    if val.classes != train.classes:
         raise SqueezelabError(f"{root}: train and test zips have different classes")
-    fingerprint = zips_fingerprint(zips, len(train.labels) + len(val.labels), classes)
-    return _LabelledSource(train, val, classes, 3, _STATS["cifar10"], 32, fingerprint)
+    fingerprint = zips_fingerprint(zips, len(train) + len(val), list(train.classes))
+    return _LabelledSource(train, val, list(train.classes), 3, _STATS["cifar10"], 32, fingerprint)
 
 
 def cifar10_test_set(directory: str | Path, preprocess: Preprocess,
                      limit: Optional[int] = None) -> tuple[ImageDataset, list[str]]:
     """The CIFAR-10 test images of ``cifar10:DIR`` (``DIR/cifar10_test_jpeg.zip``) through ``preprocess``,
     and the class names in label order; ``limit`` keeps the fixed random subset ``--val-limit`` would."""
-    split, classes = _zip_split(Path(directory) / "cifar10_test_jpeg.zip")
-    dataset = split.dataset(limit, 0, _Transform(preprocess, None))
-    dataset.in_chans = preprocess.in_chans
-    return dataset, classes
-
-
-def _file_split(files: list[Path], labels: list[int], indices: np.ndarray) -> _Split:
-    return _Split(labels, indices, lambda keep: _FileReader([files[i] for i in keep]))
+    split = cifar10_split(directory, "test")
+    return ImageDataset(split.sample(limit, 0), ModelInput(preprocess)), list(split.classes)
 
 
 def _folder_source(location: str, val_fraction: float, seed: int) -> _LabelledSource:
@@ -544,20 +339,19 @@ def _folder_source(location: str, val_fraction: float, seed: int) -> _LabelledSo
         raise SqueezelabError(f"data source {location!r} is not a directory or one of digits, fashion-mnist[:DIR], "
                               f"cifar10:DIR")
     if (root / "train").is_dir() and (root / "val").is_dir():
-        train_files, train_labels, classes = _scan_folder(root / "train")
-        val_files, val_labels, val_classes = _scan_folder(root / "val")
-        if val_classes != classes:
+        train, val = class_folders(root / "train"), class_folders(root / "val")
+        if val.classes != train.classes:
             raise SqueezelabError(f"{root}: train/ and val/ have different class folders "
-                                  f"({len(classes)} vs {len(val_classes)})")
-        train = _file_split(train_files, train_labels, np.arange(len(train_labels)))
-        val = _file_split(val_files, val_labels, np.arange(len(val_labels)))
-        files = train_files + val_files
+                                  f"({len(train.classes)} vs {len(val.classes)})")
+        files = [reader.path for reader in train.readers + val.readers]
+        classes = list(train.classes)
     else:
-        files, labels, classes = _scan_folder(root)
-        train_idx, val_idx = _stratified_split(np.asarray(labels), val_fraction, seed)
+        everything = class_folders(root)
+        train_idx, val_idx = _stratified_split(np.asarray(everything.labels), val_fraction, seed)
         if len(train_idx) == 0 or len(val_idx) == 0:
             raise SqueezelabError(f"{root} has too few images to split off a {val_fraction:.0%} validation set")
-        train, val = _file_split(files, labels, train_idx), _file_split(files, labels, val_idx)
+        train, val = everything.take(train_idx), everything.take(val_idx)
+        files, classes = [reader.path for reader in everything.readers], list(everything.classes)
     return _LabelledSource(train, val, classes, 3, (IMAGENET_MEAN, IMAGENET_STD), 224,
                            files_fingerprint(root, files, classes))
 
@@ -613,9 +407,7 @@ def build_datasets(
     if chans == 1 and labelled.in_chans == 3:
         mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
     preprocess = _eval_preprocess(size, mean, std, chans, pretrained)
-    train = labelled.train.dataset(train_limit, seed,
-                                   _Transform(preprocess, _augmentation(size, labelled.recipe) if augment else None))
-    val = labelled.val.dataset(val_limit, seed, _Transform(preprocess, None))
-    for ds in (train, val):
-        ds.in_chans = chans
+    train = ImageDataset(labelled.train.sample(train_limit, seed),
+                         ModelInput(preprocess, _augmentation(size, labelled.recipe) if augment else None))
+    val = ImageDataset(labelled.val.sample(val_limit, seed), ModelInput(preprocess))
     return DatasetBundle(train, val, list(labelled.classes), chans, size, preprocess, source, labelled.fingerprint)

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from ..compress.fidelity import compare
-from ..compress.int8 import calibration_images, quantize_int8
-from ..data.preprocess import read_image
+from ..compress.int8 import CALIBRATION_HINT, quantize_int8
+from ..data.sources import folder_images
 from ..errors import SqueezelabError
 from ..export.fold import fold_batchnorm
 from ..export.formats import FP32_TOLERANCE, max_error
@@ -163,8 +163,8 @@ def int8_agreement(reference: nn.Module, candidate: Callable[[torch.Tensor], tor
     (:data:`INT8_DECISIVE_MARGIN`; all of them if it is decisive on none), preprocessed as the reference's
     ``pretrained_cfg`` says, at ``example``'s size."""
     preprocess = _at_size(pretrained_cfg_of(reference), example.shape[-1]).require_preprocess("the INT8 check")
-    files = calibration_images(folder, INT8_CHECK_IMAGES)
-    batch = torch.stack([preprocess(read_image(path, "validation image")) for path in files])
+    images = folder_images(folder, what="validation image", purpose=CALIBRATION_HINT).subset(INT8_CHECK_IMAGES)
+    batch = images.batches(preprocess, INT8_CHECK_IMAGES).tensors()
     with torch.inference_mode():
         expected, got = reference(batch), candidate(batch)
     top2 = expected.softmax(dim=1).topk(min(2, expected.shape[1]), dim=1).values

@@ -27,120 +27,38 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from ..data.datasets import SKIPPED_LABEL, cifar10_test_set, parse_data_source
-from ..data.preprocess import Preprocess, is_image_file_name, read_image
+from ..data.datasets import parse_data_source
+from ..data.sources import ImageDataset, ImageSource, ModelInput, cifar10_split, labelled_folder
 from ..errors import SqueezelabError
 from ..evaluation import evaluate_model
 from ..extras import available, note_missing, require
 from ..io import PathLike
 from ..weights.checkpoint import CheckpointMeta, pretrained_cfg_of
-from ..weights.imagenet import imagenet_label_of_file, imagenet_wnid_index
 
 
-
-@dataclass
-class LabelledImages:
-    """The samples found in a data folder: (path, class index) pairs, the layout and what was skipped."""
-
-    samples: list[tuple[Path, int]]
-    layout: str
-    skipped: list[Path] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> ImageSource:
+    """The labelled images of ``data_dir`` for the weights of ``meta``, in either layout (module docstring;
+    :func:`~squeezelab.data.sources.labelled_folder`)."""
+    return labelled_folder(data_dir, meta.num_classes, meta.categories)
 
 
-def scan_images(data_dir: PathLike, meta: CheckpointMeta) -> LabelledImages:
-    """Find the labelled images of ``data_dir`` in either layout (module docstring)."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise SqueezelabError(f"data folder {root} does not exist or is not a folder")
-    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
-    folders = [p for p in entries if p.is_dir()]
-    wnid_index = imagenet_wnid_index() if meta.num_classes == 1000 else {}
-    skipped: list[Path] = []
-    samples: list[tuple[Path, int]] = []
-    warnings: list[str] = []
-    if folders:
-        names = [p.name for p in folders]
-        if wnid_index and all(n in wnid_index for n in names):
-            layout, labels = "imagefolder (ImageNet wnid folders)", [wnid_index[n] for n in names]
-        elif meta.categories and all(n in meta.categories for n in names):
-            layout, labels = "imagefolder (category-name folders)", [meta.categories.index(n) for n in names]
-        else:
-            layout, labels = "imagefolder (sorted folders)", list(range(len(names)))
-            if meta.num_classes == 1000:
-                unknown = [n for n in names if n not in wnid_index and n not in meta.categories] or names
-                warnings.append(f"{len(unknown)} of {len(names)} folder names in {root} (e.g. {unknown[0]!r}) are "
-                                f"neither ImageNet wnids nor class names; labels are sorted folder order "
-                                f"0..{len(names) - 1}, which is almost surely wrong for ImageNet weights")
-        if len(names) > meta.num_classes:
-            raise SqueezelabError(f"{root} has {len(names)} class folders but the model has {meta.num_classes} "
-                                  f"classes; point --data at a folder with at most {meta.num_classes}")
-        skipped.extend(p for p in entries if p.is_file())
-        for folder, label in zip(folders, labels):
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                if is_image_file_name(path):
-                    samples.append((path, label))
-                else:
-                    skipped.append(path)
-    else:
-        layout = "imagenet flat (label = wnid in the file name)"
-        for path in entries:
-            label = imagenet_label_of_file(path.name) if wnid_index and is_image_file_name(path) else None
-            if label is not None:
-                samples.append((path, label))
-            else:
-                skipped.append(path)
-    if not samples:
-        raise SqueezelabError(f"no labelled images in {root}; expected class folders (ImageFolder) or files named "
-                              f"nXXXXXXXX_*.JPEG for a 1000-class ImageNet model")
-    return LabelledImages(samples, layout, skipped, warnings)
-
-
-class _Cifar10Test(Dataset):
-    """The CIFAR-10 test zip as (input, label in the weights' category order, error) triples."""
-
-    def __init__(self, directory: str, meta: CheckpointMeta) -> None:
-        self.images, classes = cifar10_test_set(directory, meta.require_preprocess("evaluation"))
-        if sorted(meta.categories) != classes:
-            raise SqueezelabError(f"these weights' {meta.num_classes} categories are not CIFAR-10's "
-                                  f"({', '.join(classes)}); evaluate CIFAR-10 weights on cifar10:DIR, or pass a "
-                                  f"labelled image folder")
-        self.label_of = [meta.categories.index(name) for name in classes]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
-        image, label = self.images[index]
-        if label == SKIPPED_LABEL:
-            return image, label, f"image {index} of the CIFAR-10 test zip does not decode"
-        return image, self.label_of[label], ""
-
-
-class _ImageDataset(Dataset):
-    def __init__(self, samples: list[tuple[Path, int]], preprocess: Preprocess) -> None:
-        self.samples = samples
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
-        """(input, label, "") or (zeros, label, the one-line reason the image cannot be used)."""
-        path, label = self.samples[index]
-        try:
-            return self.preprocess(read_image(path)), label, ""
-        except SqueezelabError as exc:
-            size = self.preprocess.crop
-            return torch.zeros(self.preprocess.in_chans, size, size), label, str(exc)
+def cifar10_test_images(directory: PathLike, meta: CheckpointMeta) -> ImageSource:
+    """The CIFAR-10 test zip of ``cifar10:DIR``, labelled in the weights' category order (one-line error for
+    weights of other classes)."""
+    source = cifar10_split(directory, "test")
+    if sorted(meta.categories) != list(source.classes):
+        raise SqueezelabError(f"these weights' {meta.num_classes} categories are not CIFAR-10's "
+                              f"({', '.join(source.classes)}); evaluate CIFAR-10 weights on cifar10:DIR, or pass a "
+                              f"labelled image folder")
+    labels = [meta.categories.index(name) for name in source.classes]
+    return replace(source.relabelled(labels, meta.categories), layout="cifar10 test zip")
 
 
 @contextlib.contextmanager
@@ -183,15 +101,15 @@ def evaluate(model: nn.Module, data_dir: PathLike, batch_size: int = 50, workers
     if batch_size < 1 or workers < 0:
         raise SqueezelabError(f"need batch size >= 1 and workers >= 0, got {batch_size} and {workers}")
     meta = pretrained_cfg_of(model)
-    source = parse_data_source(str(data_dir))
-    if source.kind == "cifar10":
-        dataset, layout, skipped = _Cifar10Test(source.location, meta), "cifar10 test zip", []
+    parsed = parse_data_source(str(data_dir))
+    if parsed.kind == "cifar10":
+        source = cifar10_test_images(parsed.location, meta)
     else:
-        found = scan_images(data_dir, meta)
-        for message in found.warnings if warn is not None else ():
+        source = scan_images(data_dir, meta)
+        for message in source.warnings if warn is not None else ():
             warn(message)
-        dataset, layout, skipped = (_ImageDataset(found.samples, meta.require_preprocess("evaluation")), found.layout,
-                                    found.skipped)
+    dataset = ImageDataset(source, ModelInput(meta.require_preprocess("evaluation")), report_errors=True)
+    layout, skipped = source.layout, source.skipped
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     start = time.perf_counter()
     bar = None

@@ -8,7 +8,7 @@ and the cache.
 
 from .checkpoint import CheckpointMeta, pretrained_cfg_of, read_checkpoint, save_checkpoint
 from .formats import DecodeStats, read_deep_compression, read_ncnn, read_openvino
-from .imagenet import imagenet_categories, imagenet_wnids
+from ..data.imagenet import imagenet_categories, imagenet_wnids
 from .loader import WEIGHTS_LOADERS, build_model, convert_weights, create_model, detect_format, load_weights, \
     model_from_state, register_weights_loader
 from .registry import WEIGHTS, WeightsEntry, fetch_weights, get_weights_entry, list_weights

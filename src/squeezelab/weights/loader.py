@@ -35,7 +35,7 @@ from .checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 from .caffe import load_caffemodel
 from .formats import NCNN_FP16_TAG, NCNN_MAGIC, check_finite, looks_like_deep_compression, read_deep_compression, \
     read_ncnn, read_openvino
-from .imagenet import imagenet_categories
+from ..data.imagenet import imagenet_categories
 from .registry import WEIGHTS, entry_for_format, entry_for_sha256, fetch_weights
 
 SQZ_MAGIC = b"SQZLAB\x00"

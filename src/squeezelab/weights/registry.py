@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 from ..data.preprocess import CAFFE, CAFFE_SQUASH_227, CIFAR10_32, CIFAR10_CLASSES, TORCHVISION, Preprocess
 from ..errors import SqueezelabError
 from ..io import PathLike, atomic_path, sha256_file
-from .imagenet import imagenet_categories
+from ..data.imagenet import imagenet_categories
 
 WEIGHTS_DIR_ENV = "SQUEEZELAB_WEIGHTS_DIR"
 CACHE_ENV = "SQUEEZELAB_CACHE"
