@@ -190,8 +190,10 @@ def test_nonfinite_gradients_of_a_finite_loss_are_zeroed_once_noted(tmp_path: Pa
     docs/reliability.md) must not put NaN into the weights: the entries are zeroed, with one warning."""
     import squeezelab.train.engine as engine
 
-    def poisoned(*args, **kwargs):
-        model = create_model(*args[:1], num_classes=args[1], in_chans=args[2], **args[3])
+    create = engine._create
+
+    def poisoned(*args):
+        model = create(*args)
         first = next(model.parameters())
         calls = {"n": 0}
 

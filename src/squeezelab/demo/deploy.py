@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..deploy.bench import BENCH_HEADERS, bench_model, bench_table_rows
 from ..export.formats import check_parity
 from ..export.onnx import export_onnx
 from ..export.timing import machine_info, sgemm_gflops
-from ..deploy.bench import BENCH_HEADERS, bench_model, bench_table_rows
 from ..tables import format_table
 from ..weights import build_model
 from .report import DemoContext

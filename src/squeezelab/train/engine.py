@@ -392,8 +392,8 @@ class TrainingRun:
     normalize: Optional[Normalizer] = None
     #: the weight average that is evaluated and saved (``ema_decay > 0``)
     ema: Optional[WeightEma] = None
-    #: steps whose non-finite gradient entries were zeroed (:func:`zero_nonfinite_gradients`)
-    repaired_steps: int = 0
+    #: whether the run has warned that it zeroed non-finite gradient entries (:func:`zero_nonfinite_gradients`)
+    nonfinite_gradients_noted: bool = False
 
     @property
     def evaluated(self) -> nn.Module:
@@ -569,7 +569,8 @@ def zero_nonfinite_gradients(model: nn.Module) -> int:
     is zero, while every output stays finite (docs/reliability.md, "Non-finite gradients").
     """
     grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads or bool(torch.isfinite(torch.stack([g.double().sum() for g in grads])).all()):
+    # one sum per tensor screens every step; a sum that overflows only sends it to the exact check below
+    if not grads or bool(torch.isfinite(torch.stack([g.sum() for g in grads])).all()):
         return 0
     repaired = 0
     for grad in grads:
@@ -628,12 +629,11 @@ def train_one_epoch(run: TrainingRun, loop: LoopState, stop: _StopFlag, saver: C
         run.scaler.scale(loss).backward()
         if not run.scaler.is_enabled():  # fp16's GradScaler must see overflows itself: it skips those steps
             repaired = zero_nonfinite_gradients(run.model)
-            if repaired:
-                run.repaired_steps += 1
-                if run.repaired_steps == 1:
-                    _warn(ddp, f"{repaired} non-finite gradient value(s) at epoch {epoch + 1} step "
-                               f"{loop.epoch_step + 1} although the loss was finite (a CPU kernel fault, "
-                               f"docs/reliability.md); zeroed, here and at any later step")
+            if repaired and not run.nonfinite_gradients_noted:
+                run.nonfinite_gradients_noted = True
+                _warn(ddp, f"{repaired} non-finite gradient value(s) at epoch {epoch + 1} step "
+                           f"{loop.epoch_step + 1} although the loss was finite (a CPU kernel fault, "
+                           f"docs/reliability.md); zeroed, here and at any later step")
         if cfg.grad_clip:
             run.scaler.unscale_(run.optimizer)
             nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
