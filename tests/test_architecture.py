@@ -271,7 +271,7 @@ IMAGE_READ_EXCEPTIONS = {
     "squeezelab.data.fingerprint": "digests zip central directories and file sizes (resume checks); decodes nothing",
     "squeezelab.inference.predict": "opens the one image file the user names (predict), not a set",
 }
-_IMAGE_READERS = ("zipfile", "read_image", "image_files", "is_image_file_name")
+_IMAGE_READERS = ("zipfile", "read_image", "files_under", "image_files", "is_image_file_name")
 
 
 def _reads_images(path: Path) -> bool:

@@ -579,3 +579,30 @@ def test_paths_in_an_unreadable_folder_are_one_line(workdir: Path, tmp_path: Pat
     assert not wrong, "\n".join(wrong)
     assert sorted(p.name for p in locked.iterdir()) == ["c.json", "ckpt.safetensors", "img.png", "m.safetensors",
                                                         "w.xml"]
+
+
+def test_an_unreadable_folder_inside_a_class_is_one_line(workdir: Path, tmp_path: Path) -> None:
+    """A class folder's sub-folder that cannot be listed stops eval and train with one line naming it (exit 2),
+    instead of its images being left out silently (``Path.rglob`` skips what it cannot list)."""
+    data, out = tmp_path / "classes", tmp_path / "out"
+    out.mkdir()
+    for name in ("a", "b"):
+        (data / name / "more").mkdir(parents=True)
+        (data / name / "1.png").write_bytes((workdir / "img.png").read_bytes())
+        (data / name / "more" / "2.png").write_bytes((workdir / "img.png").read_bytes())
+    locked = data / "b" / "more"
+    locked.chmod(0)
+    fill = {"d": str(workdir), "data": str(data), "o": str(out)}
+    commands = ["eval squeezenet1_1 " + W + " --data {data} --workers 0",
+                "train squeezenet1_1 --data {data} --epochs 1 --input-size 8 --threads 1 -o {o}/run"]
+    steps = [[a.format(**fill) for a in argv.split()] for argv in commands]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    try:
+        results = run_commands(_without_file_permission_override(), steps, tmp_path, out, env)
+    finally:
+        locked.chmod(0o755)
+    for argv, result in zip(commands, results):
+        lines = result["err"].strip().splitlines()
+        assert result["code"] == 2 and len(lines) == 1, f"{argv}: exit {result['code']}: {result['err'][-600:]}"
+        assert "permission denied" in lines[0].lower() and str(locked) in lines[0], lines[0]
+    assert not (out / "run").exists()

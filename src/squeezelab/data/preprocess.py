@@ -113,15 +113,21 @@ def evenly_spaced(items: Sequence[T], limit: Optional[int]) -> list[T]:
     return [items[int(i * step)] for i in range(limit)]
 
 
-def image_files(root: Path) -> list[Path]:
-    """Every image file under ``root``, recursively, in sorted order (unlabelled sets: calibration, fidelity).
+def files_under(root: Path) -> list[Path]:
+    """Every file under ``root`` (symlinks to files included, symlinked folders not entered), recursively, in
+    sorted order: the one folder walk of class folders, calibration and fidelity sets.
 
     A folder that cannot be listed raises its OSError (``Path.rglob`` would skip it silently)."""
     def fail(exc: OSError) -> None:
         raise exc
 
     return sorted(Path(folder) / name for folder, _, names in os.walk(root, onerror=fail) for name in names
-                  if is_image_file_name(Path(name)) and (Path(folder) / name).is_file())
+                  if (Path(folder) / name).is_file())
+
+
+def image_files(root: Path) -> list[Path]:
+    """Every image file under ``root`` (:func:`files_under`, unlabelled sets: calibration, fidelity)."""
+    return [path for path in files_under(root) if is_image_file_name(path)]
 
 
 def upright(image: Image.Image) -> Image.Image:

@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from ..errors import SqueezelabError
 from ..io import PathLike
 from .imagenet import imagenet_label_of_file, imagenet_wnid_index
-from .preprocess import Preprocess, evenly_spaced, image_files, is_image_file_name, read_image
+from .preprocess import Preprocess, evenly_spaced, files_under, image_files, is_image_file_name, read_image
 
 #: The label of an image whose class is not known (fidelity's unlabelled images, calibration).
 UNLABELLED = -1
@@ -355,7 +355,7 @@ def _class_folder_files(root: Path) -> tuple[list[Path], list[Path], list[list[P
     folders = [p for p in entries if p.is_dir()]
     files, others = [], []
     for folder in folders:
-        found = sorted(p for p in folder.rglob("*") if p.is_file())
+        found = files_under(folder)
         files.append([p for p in found if is_image_file_name(p)])
         others.extend(p for p in found if not is_image_file_name(p))
     return entries, folders, files, others
