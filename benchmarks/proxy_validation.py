@@ -16,8 +16,12 @@ top-1 of earlier epochs (recorded, free) is the short-training proxy::
 with bootstrap 95% intervals, top-10 recall, and the seed-to-seed tau (seed 0 against seed 1) as the noise
 ceiling. It says how many designs and runs the table stands on; statistics that need more are left empty.
 
-Protocol (``PROTOCOL``): 5,000 training images (one fixed subset, ``data_seed`` 0), 3 epochs at 32 px with the
-small-input stem, batch 32, ``recipe="fast"``; top-1 on a fixed 2,000 of the 10,000 test images.
+Protocol (``PROTOCOLS["short"]``, the default): 5,000 training images (one fixed subset, ``data_seed`` 0), 3 epochs
+at 32 px with the small-input stem, batch 32, ``recipe="fast"``; top-1 on a fixed 2,000 of the 10,000 test images.
+``--protocol medium`` (10,000 images, 10 epochs, batch 64, all 10,000 test images; the fast-recipe lever
+protocol of docs/training.md) is the longer check of a few designs, with its own ``--runs`` file::
+
+    python benchmarks/proxy_validation.py train --data DIR --protocol medium --runs R.json --spec SPEC ... --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -48,8 +52,12 @@ REPORT = RESULTS / "proxy_validation.json"
 PROXY_NAMES = ("params", "macs", *ZERO_COST, "train_top1_epoch1")
 #: Designs needed for a rank statistic (fewer and the table leaves it empty).
 MIN_DESIGNS = 5
-PROTOCOL = dict(train_limit=5000, val_limit=2000, data_seed=0, epochs=3, batch_size=32, recipe="fast", input_size=32,
-                eval_every=3)
+PROTOCOLS = {
+    "short": dict(train_limit=5000, val_limit=2000, data_seed=0, epochs=3, batch_size=32, recipe="fast", input_size=32,
+                  eval_every=3),
+    "medium": dict(train_limit=10000, val_limit=None, data_seed=0, epochs=10, batch_size=64, recipe="fast",
+                   input_size=32, eval_every=10),
+}
 #: The seed of the random designs (the first two are always v1 and v5).
 SAMPLE_SEED = 0
 
@@ -65,22 +73,21 @@ def sample_architectures(count: int, seed: int = SAMPLE_SEED) -> list[Architectu
     return archs
 
 
-def load_runs(path: Path) -> dict:
+def load_runs(path: Path, protocol: dict) -> dict:
     if path.is_file():
         data = json.loads(path.read_text())
-        if data["protocol"] != PROTOCOL:
-            sys.exit(f"{path} was trained with protocol {data['protocol']}, not {PROTOCOL}; use another --runs file")
+        if data["protocol"] != protocol:
+            sys.exit(f"{path} was trained with protocol {data['protocol']}, not {protocol}; use another --runs file")
         return data
-    return {"protocol": PROTOCOL, "sample_seed": SAMPLE_SEED, "runs": []}
+    return {"protocol": protocol, "sample_seed": SAMPLE_SEED, "runs": []}
 
 
-def train_one(arch: Architecture, seed: int, data: str) -> dict:
-    """Train ``arch`` once on the protocol; its accuracies after each evaluated epoch."""
+def train_one(arch: Architecture, seed: int, data: str, protocol: dict) -> dict:
+    """Train ``arch`` once on ``protocol``; its accuracies after each evaluated epoch."""
     from squeezelab.train import TrainConfig, train
 
-    proto = dict(PROTOCOL)
     config = TrainConfig(MODEL, data=f"cifar10:{data}", seed=seed, model_kwargs=arch.model_kwargs, threads=1,
-                         progress=False, **proto)
+                         progress=False, **protocol)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="proxy_validation_") as out:
         result = train(config, output=out)
@@ -96,7 +103,7 @@ def train_one(arch: Architecture, seed: int, data: str) -> dict:
 
 def run_training(args: argparse.Namespace) -> int:
     path = Path(args.runs)
-    data = load_runs(path)
+    data = load_runs(path, PROTOCOLS[args.protocol])
     done = {(r["spec"], r["seed"]) for r in data["runs"]}
     if args.spec:
         from squeezelab.models import parse_model_spec
@@ -110,7 +117,7 @@ def run_training(args: argparse.Namespace) -> int:
     todo = [(arch, seed) for arch in archs for seed in args.seeds if (arch.spec, seed) not in done]
     print(f"{len(archs)} designs x seeds {args.seeds}: {len(todo)} runs to go, {len(done)} recorded in {path}")
     for i, (arch, seed) in enumerate(todo, 1):
-        record = train_one(arch, seed, args.data)
+        record = train_one(arch, seed, args.data, data["protocol"])
         data["runs"].append(record)
         atomic_write_text(path, json.dumps(data, indent=1))
         print(f"[{i}/{len(todo)}] seed {seed} top-1 {record['top1']:.2f} train top-1 by epoch {record['train_top1_by_epoch']} "
@@ -144,7 +151,7 @@ def _statistics(proxy: list[float], truth: list[float]) -> dict:
 
 
 def analyse(args: argparse.Namespace) -> int:
-    data = load_runs(Path(args.runs))
+    data = load_runs(Path(args.runs), PROTOCOLS["short"])
     archs = [Architecture.from_dict(d) for d in data.get("designs", [])] or sample_architectures(args.archs)
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.is_file() else {}
@@ -200,6 +207,7 @@ def main() -> int:
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     t.add_argument("--spec", nargs="+", help="train these designs (MODEL:KEY=VALUE) instead of the sample")
     t.add_argument("--runs", default=str(RUNS), help="the records file (appended, resumed)")
+    t.add_argument("--protocol", choices=sorted(PROTOCOLS), default="short", help="training budget (default short)")
     t.set_defaults(func=run_training)
     a = sub.add_parser("analyse", help="proxies of every design and the validation table from the runs so far")
     a.add_argument("--data", required=True, help="folder holding the CIFAR-10 JPEG zips")
