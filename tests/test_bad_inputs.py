@@ -18,6 +18,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -552,6 +553,20 @@ def _without_file_permission_override() -> list[str]:
     return [setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable]
 
 
+def _run_held_to_permissions(steps: list, folder: Path, cwd: Path) -> list[dict]:
+    """``run_commands`` of ``steps`` (from this checkout's ``src``, one thread) as a user the permission bits hold."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    return run_commands(_without_file_permission_override(), steps, folder, cwd, env)
+
+
+def _permission_line_problem(argv: str, result: dict, path: Path) -> Optional[str]:
+    """What is wrong with ``result`` unless it is exit 2 and one 'Permission denied' line naming ``path``."""
+    lines = result["err"].strip().splitlines()
+    if result["code"] == 2 and len(lines) == 1 and "permission denied" in lines[0].lower() and str(path) in lines[0]:
+        return None
+    return f"{argv}: exit {result['code']}: {result['err'][-600:]}"
+
+
 def test_paths_in_an_unreadable_folder_are_one_line(workdir: Path, tmp_path: Path) -> None:
     """Any path inside a ``chmod 000`` folder, for every command that reads or writes one: exit 2, one line."""
     locked, out = tmp_path / "locked", tmp_path / "out"
@@ -565,17 +580,12 @@ def test_paths_in_an_unreadable_folder_are_one_line(workdir: Path, tmp_path: Pat
     fill = {"d": str(workdir), "L": str(locked), "o": str(out)}
     steps = [{"argv": [a.format(**fill) for a in argv.split()], "env": {k: v.format(**fill) for k, v in env.items()}}
              for argv, env in PERMISSION_CASES]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
     try:
-        results = run_commands(_without_file_permission_override(), steps, tmp_path, out, env)
+        results = _run_held_to_permissions(steps, tmp_path, out)
     finally:
         locked.chmod(0o755)
-    wrong = []
-    for (argv, _), result in zip(PERMISSION_CASES, results):
-        lines = result["err"].strip().splitlines()
-        if not (result["code"] == 2 and len(lines) == 1 and "permission denied" in lines[0].lower()
-                and str(locked) in lines[0]):
-            wrong.append(f"{argv}: exit {result['code']}: {result['err'][-600:]}")
+    wrong = [problem for (argv, _), result in zip(PERMISSION_CASES, results)
+             if (problem := _permission_line_problem(argv, result, locked))]
     assert not wrong, "\n".join(wrong)
     assert sorted(p.name for p in locked.iterdir()) == ["c.json", "ckpt.safetensors", "img.png", "m.safetensors",
                                                         "w.xml"]
@@ -596,13 +606,11 @@ def test_an_unreadable_folder_inside_a_class_is_one_line(workdir: Path, tmp_path
     commands = ["eval squeezenet1_1 " + W + " --data {data} --workers 0",
                 "train squeezenet1_1 --data {data} --epochs 1 --input-size 8 --threads 1 -o {o}/run"]
     steps = [[a.format(**fill) for a in argv.split()] for argv in commands]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
     try:
-        results = run_commands(_without_file_permission_override(), steps, tmp_path, out, env)
+        results = _run_held_to_permissions(steps, tmp_path, out)
     finally:
         locked.chmod(0o755)
-    for argv, result in zip(commands, results):
-        lines = result["err"].strip().splitlines()
-        assert result["code"] == 2 and len(lines) == 1, f"{argv}: exit {result['code']}: {result['err'][-600:]}"
-        assert "permission denied" in lines[0].lower() and str(locked) in lines[0], lines[0]
+    wrong = [problem for argv, result in zip(commands, results)
+             if (problem := _permission_line_problem(argv, result, locked))]
+    assert not wrong, "\n".join(wrong)
     assert not (out / "run").exists()
