@@ -17,14 +17,18 @@ from torch import nn
 
 from squeezelab.analysis.counting import count_params
 from squeezelab.cli.main import main
+from squeezelab.errors import SqueezelabError
 from squeezelab.hwsim import simulate
 from squeezelab.models import create_model
 from squeezelab.search import (CostModel, Hardware, HardwareSpace, Problem, REFERENCES, SearchSpace, bootstrap,
                                enumerate_problem, hypervolume, kendall_tau, nondominated, spearman_rho, top_k_recall)
+from squeezelab.search import shorttrain
 from squeezelab.search.costs import cost_matrix
 from squeezelab.search.proxies import grad_norm, naswot, relu_kernel, snip, synflow, zero_cost_scores
+from squeezelab.search.shorttrain import short_training_config, short_training_score, spread_along
 from squeezelab.search.space import (MODEL, PAPER_SEQUENCE, V5, ArchSpace, Architecture, _v5_only, depth_splits,
                                      split_from_sorted)
+from squeezelab.train import train
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -236,3 +240,56 @@ def test_search_refuses_bad_input_in_one_line(tmp_path, capsys):
                  "cycles,proxy", "--study-name", "s", "--no-plot", "--arrays", "8,16", "--glb-kib", "64,128",
                  "--dataflows", "ws,best", "--area-budget", "272"]) == 2
     assert "other objectives" in capsys.readouterr().err
+
+
+# --- re-ranking a front by short training ---------------------------------------------------------------------
+
+def test_short_training_score_is_epoch_one_of_the_full_short_run(cifar10_zips, tmp_path):
+    """The re-rank's score stops the run after epoch 1 of the 3-epoch schedule; it must be the number the full
+    run (what benchmarks/proxy_validation.py trains and validates) reports for its first epoch. A small
+    protocol keeps it quick; only the schedule and the stop matter here."""
+    small = dict(train_limit=96, val_limit=64)
+    kwargs = Architecture.from_kwargs({"depths": [1, 1, 1, 1], "width": 0.5}).model_kwargs
+    full = train(short_training_config(kwargs, str(cifar10_zips), seed=1, **small), output=str(tmp_path / "full"))
+    assert [row["epoch"] for row in full.history] == [1, 2, 3]
+    assert short_training_score(kwargs, str(cifar10_zips), seed=1, **small) == full.history[0]["train_top1"]
+
+
+def test_search_rerank_trains_each_design_once_resumes_and_writes_the_column(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("optuna")
+    trained: list[str] = []
+
+    def fake_score(model_kwargs, data, seed=0, **protocol):
+        trained.append(Architecture.from_kwargs(model_kwargs).spec)
+        return float(sum(model_kwargs["depths"]))  # any deterministic score; the real one is tested above
+
+    monkeypatch.setattr(shorttrain, "short_training_score", fake_score)
+    out = tmp_path / "run"
+    assert _search(out, "--trials", "30", "--population", "10", "--rerank", "4", "--data", str(tmp_path)) == 0
+    report = json.loads((out / "pareto.json").read_text())
+    front = [row["spec"] for row in report["designs"]]
+    chosen = {row["spec"] for row in report["designs"] if "short_training" in row["proxies"]}
+    v5 = next(row for row in report["references"] if row["label"] == "1.0-SqNxt-23v5")
+    assert front[0] in chosen and front[-1] in chosen and len(chosen) == min(4, len(set(front)))
+    assert v5["proxies"]["short_training"] == 21.0 and sorted(trained) == sorted(chosen | {v5["spec"]})
+    header = (out / "pareto.csv").read_text().splitlines()[0].split(",")
+    assert "proxy_short_training" in header
+    printed = capsys.readouterr().out
+    assert "re-ranked by short training" in printed and "1.0-SqNxt-23v5" in printed
+    trained.clear()
+    assert _search(out, "--trials", "30", "--population", "10", "--rerank", "4", "--data", str(tmp_path)) == 0
+    assert trained == []  # every score came from OUT/short_training.json
+    with pytest.raises(SqueezelabError, match="another protocol or seed"):
+        shorttrain.rerank([dict(report["designs"][0])], str(tmp_path), out / "short_training.json", seed=1)
+
+
+def test_spread_along_keeps_both_ends():
+    rows = [{"i": i} for i in range(10)]
+    assert [r["i"] for r in spread_along(rows, 4)] == [0, 3, 6, 9]
+    assert spread_along(rows, 20) == rows
+
+
+def test_rerank_needs_data(tmp_path, capsys):
+    assert _search(tmp_path / "a", "--rerank", "3") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--rerank" in err and "--data" in err

@@ -80,7 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", metavar="URL", help="optuna storage (any SQLAlchemy URL, e.g. postgresql://...; "
                                                    "default sqlite:///OUT/study.db)")
     p.add_argument("--study-name", help="study name in the storage (default SPACE-SAMPLER-PROXY-seedN)")
-    p.add_argument("--data", metavar="DIR", help="folder of the CIFAR-10 zips (zero-cost proxies)")
+    p.add_argument("--data", metavar="DIR", help="folder of the CIFAR-10 zips (zero-cost proxies, --rerank)")
+    p.add_argument("--rerank", type=positive_int, metavar="K",
+                   help="then train K designs spread along the front, and 1.0-SqNxt-23v5, for one epoch of the "
+                        "validated short protocol (tens of seconds each, resumable) and rank them by training "
+                        "top-1: the proxy that beat params (docs/codesign.md); needs --data")
     p.add_argument("--no-plot", dest="plots", action="store_false", help="no PNGs (matplotlib not needed)")
     p.set_defaults(func=run)
 
@@ -88,10 +92,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..search import get_space, search
     from ..search.run import V5_PROXY, with_hardware
+    from ..search.space import V5_LABEL
 
     check_outputs(args.output, kind="dir")
     if args.proxy not in ("params", "macs") and not args.data:
         raise SqueezelabError(f"--proxy {args.proxy} scores networks on CIFAR-10 images; pass --data DIR")
+    if args.rerank and not args.data:
+        raise SqueezelabError("--rerank trains designs on CIFAR-10; pass --data DIR (the folder of the zips)")
     min_proxy = args.min_proxy
     if min_proxy is not None and min_proxy != V5_PROXY:
         try:
@@ -114,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         share = s["exact"].get("found_share")
         print(f"exact front: {s['exact']['front']} of {s['exact']['designs']:,} designs, enumerated in "
               f"{s['exact']['seconds']:.1f} s" + (f"; hypervolume found {share:.2%}" if share is not None else ""))
-    v5 = next(r for r in result.references if r["label"] == "1.0-SqNxt-23v5")
+    v5 = next(r for r in result.references if r["label"] == V5_LABEL)
     rows = [[r["spec"].split(":", 1)[1][:70], f"{r['hardware']['array_rows']}x{r['hardware']['array_cols']}",
              r["hardware"]["dataflow"], r["hardware"]["glb_kib"], f"{r['cycles']:,}", f"{r['energy']:.4g}",
              f"{r['cycles'] / v5['cycles']:.2f}", f"{r['energy'] / v5['energy']:.2f}",
@@ -123,6 +130,15 @@ def run(args: argparse.Namespace) -> int:
                         s["proxy"]], rows))
     if len(result.designs) > 20:
         print(f"... {len(result.designs) - 20} more in pareto.csv")
+    if args.rerank:
+        from ..search.shorttrain import SHORT_TRAINING_PROXY, rerank_front
+
+        ranked = rerank_front(args.output, result, args.rerank, args.data, args.seed)
+        print(f"re-ranked by short training ({SHORT_TRAINING_PROXY}: training top-1 % over the first epoch):")
+        print(format_table(["design", "cycles/v5", "energy/v5", "params", SHORT_TRAINING_PROXY],
+                           [[r.get("label") or r["spec"].split(":", 1)[1][:70], f"{r['cycles'] / v5['cycles']:.2f}",
+                             f"{r['energy'] / v5['energy']:.2f}", f"{r['params']:,}",
+                             f"{r['proxies'][SHORT_TRAINING_PROXY]:.2f}"] for r in ranked]))
     for path in result.files:
         print(f"wrote {path}")
     return 0

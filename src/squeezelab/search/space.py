@@ -123,7 +123,9 @@ REFERENCES: dict[str, Architecture] = {
 }
 #: The paper's sequence of hand-made moves, v1 to v5 (§6).
 PAPER_SEQUENCE = ("1.0-SqNxt-23", "1.0-SqNxt-23v2", "1.0-SqNxt-23v3", "1.0-SqNxt-23v4", "1.0-SqNxt-23v5")
-V5 = REFERENCES["1.0-SqNxt-23v5"]
+#: The reference a found design has to beat (the paper's final design, section 6).
+V5_LABEL = "1.0-SqNxt-23v5"
+V5 = REFERENCES[V5_LABEL]
 
 
 class Suggester(Protocol):
