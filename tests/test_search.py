@@ -276,6 +276,7 @@ def test_search_rerank_trains_each_design_once_resumes_and_writes_the_column(tmp
     assert "proxy_short_training" in header
     printed = capsys.readouterr().out
     assert "re-ranked by short training" in printed and "1.0-SqNxt-23v5" in printed
+    assert printed.count("short training sqnxt23v5_w1:") == len(trained)  # one line per design trained
     trained.clear()
     assert _search(out, "--trials", "30", "--population", "10", "--rerank", "4", "--data", str(tmp_path)) == 0
     assert trained == []  # every score came from OUT/short_training.json

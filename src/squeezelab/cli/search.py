@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rerank:
         from ..search.shorttrain import SHORT_TRAINING_PROXY, rerank_front
 
-        ranked = rerank_front(args.output, result, args.rerank, args.data, args.seed)
+        ranked = rerank_front(args.output, result, args.rerank, args.data, args.seed, report=print)
         print(f"re-ranked by short training ({SHORT_TRAINING_PROXY}: training top-1 % over the first epoch):")
         print(format_table(["design", "cycles/v5", "energy/v5", "params", SHORT_TRAINING_PROXY],
                            [[r.get("label") or r["spec"].split(":", 1)[1][:70], f"{r['cycles'] / v5['cycles']:.2f}",

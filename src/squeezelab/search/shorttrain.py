@@ -9,11 +9,13 @@ re-ranks a found front instead (``squeezelab search --rerank K``).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -43,7 +45,8 @@ def short_training_score(model_kwargs: dict[str, Any], data: str, seed: int = 0,
     """Training top-1 (%) over the first epoch of the short protocol; the run stops there (``stop_after=1``),
     so the learning-rate schedule is the 3-epoch one the validation measured."""
     config = short_training_config(model_kwargs, data, seed, stop_after=1, **protocol)
-    with tempfile.TemporaryDirectory(prefix="squeezelab_short_training_") as out:
+    with tempfile.TemporaryDirectory(prefix="squeezelab_short_training_") as out, \
+            contextlib.redirect_stdout(io.StringIO()):  # the trainer's log (and its "--resume" hint) is not ours
         result = train(config, output=out)
     if result.interrupted:
         raise KeyboardInterrupt
@@ -57,11 +60,13 @@ def spread_along(rows: Sequence[dict[str, Any]], count: int) -> list[dict[str, A
     return [rows[i] for i in np.linspace(0, len(rows) - 1, count).round().astype(int)]
 
 
-def rerank(rows: Sequence[dict[str, Any]], data: str, cache: Path, seed: int = 0, **protocol: Any) -> None:
+def rerank(rows: Sequence[dict[str, Any]], data: str, cache: Path, seed: int = 0,
+           report: Optional[Callable[[str], None]] = None, **protocol: Any) -> None:
     """Add ``proxies["short_training"]`` to each pareto.json row, training each distinct design once.
 
     Scores are kept in ``cache`` (JSON, written after each design), so an interrupted re-rank continues
     where it stopped; a cache made with another protocol or seed is refused rather than mixed in.
+    ``report`` gets one line per design trained.
     """
     settings = {"protocol": {**SHORT_TRAINING, **protocol}, "seed": seed}
     scores: dict[str, dict[str, float]] = {}
@@ -77,17 +82,19 @@ def rerank(rows: Sequence[dict[str, Any]], data: str, cache: Path, seed: int = 0
             top1 = short_training_score(row["model_kwargs"], data, seed, **protocol)
             scores[row["spec"]] = {"train_top1_epoch1": top1, "seconds": time.perf_counter() - start}
             atomic_write_text(cache, json.dumps({**settings, "scores": scores}, indent=1))
+            if report:
+                report(f"short training {row['spec']}: {top1:.2f}% ({scores[row['spec']]['seconds']:.0f} s)")
         row["proxies"] = {**row["proxies"], SHORT_TRAINING_PROXY: scores[row["spec"]]["train_top1_epoch1"]}
 
 
 def rerank_front(out_dir: Path, result: SearchResult, count: int, data: str, seed: int = 0,
-                 **protocol: Any) -> list[dict[str, Any]]:
+                 report: Optional[Callable[[str], None]] = None, **protocol: Any) -> list[dict[str, Any]]:
     """Short-train ``count`` designs spread along ``result``'s front and 1.0-SqNxt-23v5 (the reference to beat),
     rewrite ``out_dir``/pareto.json and pareto.csv with the new proxy column, and return those rows, best first.
     The cache is ``out_dir``/short_training.json."""
     out_dir = Path(out_dir)
     v5 = next(row for row in result.references if row["label"] == V5_LABEL)
     chosen = [*spread_along(result.designs, count), v5]
-    rerank(chosen, data, out_dir / "short_training.json", seed, **protocol)
+    rerank(chosen, data, out_dir / "short_training.json", seed, report, **protocol)
     write_pareto(out_dir, result.summary, result.designs, result.references)
     return sorted(chosen, key=lambda row: -row["proxies"][SHORT_TRAINING_PROXY])
