@@ -41,6 +41,7 @@ from squeezelab.models import create_model
 from squeezelab.search.problem import PROXY_CLASSES, ProxyScorer, proxy_batch
 from squeezelab.search.proxies import ZERO_COST, zero_cost_scores
 from squeezelab.search.ranking import bootstrap, kendall_tau, spearman_rho, top_k_recall
+from squeezelab.search.shorttrain import SHORT_TRAINING, short_training_config
 from squeezelab.search.space import MODEL, REFERENCES, ArchSpace, Architecture, RandomSuggester
 from squeezelab.tables import format_table
 
@@ -52,9 +53,9 @@ REPORT = RESULTS / "proxy_validation.json"
 PROXY_NAMES = ("params", "macs", *ZERO_COST, "train_top1_epoch1")
 #: Designs needed for a rank statistic (fewer and the table leaves it empty).
 MIN_DESIGNS = 5
+#: "short" is the library's (``squeezelab search --rerank`` trains its first epoch); "medium" confirms a few designs.
 PROTOCOLS = {
-    "short": dict(train_limit=5000, val_limit=2000, data_seed=0, epochs=3, batch_size=32, recipe="fast", input_size=32,
-                  eval_every=3),
+    "short": SHORT_TRAINING,
     "medium": dict(train_limit=10000, val_limit=None, data_seed=0, epochs=10, batch_size=64, recipe="fast",
                    input_size=32, eval_every=10),
 }
@@ -84,10 +85,9 @@ def load_runs(path: Path, protocol: dict) -> dict:
 
 def train_one(arch: Architecture, seed: int, data: str, protocol: dict) -> dict:
     """Train ``arch`` once on ``protocol``; its accuracies after each evaluated epoch."""
-    from squeezelab.train import TrainConfig, train
+    from squeezelab.train import train
 
-    config = TrainConfig(MODEL, data=f"cifar10:{data}", seed=seed, model_kwargs=arch.model_kwargs, threads=1,
-                         progress=False, **protocol)
+    config = short_training_config(arch.model_kwargs, data, seed, **protocol)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="proxy_validation_") as out:
         result = train(config, output=out)
