@@ -15,7 +15,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -87,7 +87,7 @@ def rerank(rows: Sequence[dict[str, Any]], data: str, cache: Path, seed: int = 0
         row["proxies"] = {**row["proxies"], SHORT_TRAINING_PROXY: scores[row["spec"]]["train_top1_epoch1"]}
 
 
-def rerank_front(out_dir: Path, result: SearchResult, count: int, data: str, seed: int = 0,
+def rerank_front(out_dir: Union[str, Path], result: SearchResult, count: int, data: str, seed: int = 0,
                  report: Optional[Callable[[str], None]] = None, **protocol: Any) -> list[dict[str, Any]]:
     """Short-train ``count`` designs spread along ``result``'s front and 1.0-SqNxt-23v5 (the reference to beat),
     rewrite ``out_dir``/pareto.json and pareto.csv with the new proxy column, and return those rows, best first.
