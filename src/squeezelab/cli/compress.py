@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
@@ -14,6 +14,10 @@ from ..io import atomic_write_text
 from ..tables import format_table
 from ..weights.loader import build_model, check_architecture, load_weights, model_from_state
 from .args import check_outputs, float_range, fraction, int_range, weights_inputs
+
+if TYPE_CHECKING:
+    from ..compress.pipeline import CompressionReport
+    from ..weights.checkpoint import CheckpointMeta
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _accuracy(state: dict, report, data_dir: str) -> dict[str, tuple[float, float]]:
+def _accuracy(state: dict, report: CompressionReport, data_dir: str) -> dict[str, tuple[float, float]]:
     """Top-1/top-5 of the original, the pruned (fp32) and the decoded ``.sqz`` (loaded back) on ``data_dir``."""
     from ..compress.measure import accuracy, labelled_batches
     from ..compress.prune import apply_masks
@@ -141,7 +145,7 @@ def _accuracy(state: dict, report, data_dir: str) -> dict[str, tuple[float, floa
     return out
 
 
-def _fidelity(state: dict, meta, stages: dict[str, dict], data_dir: Optional[str], limit: Optional[int],
+def _fidelity(state: dict, meta: CheckpointMeta, stages: dict[str, dict], data_dir: Optional[str], limit: Optional[int],
               finetune: Optional[tuple]) -> dict[str, dict]:
     """Print and return agreement, KL and top-1 of every stage against the uncompressed model."""
     from ..compress.fidelity import CIFAR_TEST_ZIP, IMAGENET_SAMPLES, collect_logits, compare, standard_images

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 from ..errors import SqueezelabError
 from ..tables import format_table
@@ -24,7 +25,7 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def _names(choices: tuple[str, ...]):
+def _names(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
     def parse(text: str) -> tuple[str, ...]:
         values = tuple(v.strip() for v in text.split(",") if v.strip())
         bad = [v for v in values if v not in choices]

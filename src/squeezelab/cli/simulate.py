@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from ..errors import SqueezelabError
 from ..extras import require
 from ..tables import format_table
 from .args import MAX_INPUT_SIZE, check_outputs, positive_int
+
+if TYPE_CHECKING:
+    from ..hwsim import AcceleratorConfig, SimResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +60,8 @@ def _input_size(text: str | None) -> int | tuple[int, int] | None:
     return dims[0] if len(dims) == 1 else (dims[0], dims[1])
 
 
-def _config(args: argparse.Namespace, dataflow=None, array=None):
+def _config(args: argparse.Namespace, dataflow: Optional[str] = None,
+            array: Optional[tuple[int, int]] = None) -> AcceleratorConfig:
     from ..hwsim import parse_array, resolve_config
 
     cfg = resolve_config(args.config or "default")
@@ -167,7 +172,7 @@ def _single(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(results, path: str) -> None:
+def _plot(results: Sequence[SimResult], path: str) -> None:
     from ..hwsim.study import plot_layers
     from ..io import atomic_path
 

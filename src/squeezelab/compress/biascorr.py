@@ -24,7 +24,7 @@ distillation from the uncompressed model (cross-entropy where labels exist).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,7 @@ def input_channel_means(model: nn.Module, names: Sequence[str], images: torch.Te
     counts: dict[str, int] = {}
     modules = dict(model.named_modules())
 
-    def hook(name: str):
+    def hook(name: str) -> Callable[[nn.Module, tuple], None]:
         def record(_module: nn.Module, inputs: tuple) -> None:
             x = inputs[0].double()
             dims = [0] + list(range(2, x.dim()))
@@ -122,12 +122,12 @@ def refine_codebooks(compressed: CompressedModel, original: Mapping[str, torch.T
               and getattr(modules[k[: -len(".weight")]], "groups", 1) == 1]
     inputs: dict[str, torch.Tensor] = {}
 
-    def keep(name: str):
+    def keep(name: str) -> Callable[[nn.Module, tuple], None]:
         def record(_module: nn.Module, args: tuple) -> None:
             inputs[name] = args[0].detach()
         return record
 
-    def refit(name: str):
+    def refit(name: str) -> Callable[[nn.Module, tuple], None]:
         def fit(module: nn.Module, args: tuple) -> None:
             moments = _Moments()
             for start in range(0, len(images), chunk):

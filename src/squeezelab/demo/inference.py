@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..data.datasets import SKIPPED_LABEL, cifar10_test_set
 from ..errors import SqueezelabError
@@ -85,7 +85,7 @@ def pretrained_stage(ctx: DemoContext) -> None:
                    f"their upstream files.\n\n{entries}\n\n{table}" + (f"\n\n{how}" if missing else ""))
 
 
-def _confusion(model: torch.nn.Module, dataset, num_classes: int) -> np.ndarray:
+def _confusion(model: torch.nn.Module, dataset: Dataset, num_classes: int) -> np.ndarray:
     """Counts of (true class, predicted class) over ``dataset`` (images that do not decode are left out)."""
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
     with torch.no_grad():

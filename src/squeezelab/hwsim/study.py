@@ -7,11 +7,14 @@ torchvision's AlexNet (single-tower, so without Caffe AlexNet's groups=2).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from ..plotting import colormap, new_figure
 from .config import AcceleratorConfig
 from .sim import SimResult, simulate
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 INPUT_SIZE = 227
 
@@ -60,7 +63,7 @@ def headline_ratios(config: Union[str, AcceleratorConfig] = "default") -> list[d
     return rows
 
 
-def plot_layers(results: Sequence[SimResult], time_unit: str = "cycles"):
+def plot_layers(results: Sequence[SimResult], time_unit: str = "cycles") -> Figure:
     """The paper's per-layer figure: time (cycles) and energy of every PE layer, one column per network.
 
     One filled step per layer, coloured by stage; energy is stacked by level (MAC, RF, NoC, GLB, DRAM, static).

@@ -34,13 +34,14 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import FrameType
 from typing import Any, Collection, Optional
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..compress.prune import apply_masks, load_masks
 from ..cpu import cpu_bf16_fast, keep_freed_memory
@@ -239,7 +240,9 @@ def _load_pretrained(cfg: TrainConfig) -> Optional[tuple[dict[str, torch.Tensor]
     return state, meta
 
 
-def _build_model(cfg: TrainConfig, bundle: DatasetBundle, pretrained) -> tuple[nn.Module, dict[str, Any], str]:
+def _build_model(cfg: TrainConfig, bundle: DatasetBundle,
+                 pretrained: Optional[tuple[dict[str, torch.Tensor], CheckpointMeta]]
+                 ) -> tuple[nn.Module, dict[str, Any], str]:
     """The model, its create_model overrides and a note on how it was initialised."""
     if cfg.num_classes is not None and cfg.num_classes != bundle.num_classes:
         raise SqueezelabError(f"--num-classes {cfg.num_classes} does not match the {bundle.num_classes} classes of "
@@ -281,7 +284,8 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
     raise SqueezelabError(f"unknown schedule {schedule!r}; use cosine or poly")
 
 
-def _loader(dataset: Dataset, batch_size: int, sampler, workers: int, device: torch.device, seed: int) -> DataLoader:
+def _loader(dataset: Dataset, batch_size: int, sampler: Optional[Sampler], workers: int, device: torch.device,
+            seed: int) -> DataLoader:
     """A loader with its own generator, so starting an epoch draws nothing from the global RNG (exact resume)."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=device.type == "cuda", drop_last=False, generator=torch.Generator().manual_seed(seed))
@@ -300,7 +304,7 @@ class _StopFlag:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
         self.stop = True
 
     def __exit__(self, *exc) -> None:
