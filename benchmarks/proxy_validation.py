@@ -181,13 +181,12 @@ def analyse(args: argparse.Namespace) -> int:
         rows[name] = _statistics(values, truth)
         table.append(_table_row(name, rows[name]))
     paired = [s for s in trained if {0, 1} <= set(by_design[s])]
-    ceiling = (_statistics([by_design[s][0]["top1"] for s in paired], [by_design[s][1]["top1"] for s in paired])
-               if len(paired) >= MIN_DESIGNS else {})
+    ceiling = _statistics([by_design[s][0]["top1"] for s in paired], [by_design[s][1]["top1"] for s in paired])
     # The epoch-1 proxy above shares its run (and so its seed's noise) with the truth it is ranked against; this
     # row scores seed 0's first epoch against seed 1's final top-1, the fair comparison with the ceiling.
     name = "train_top1_epoch1_seed0_vs_seed1"
     rows[name] = _statistics([by_design[s][0]["train_top1_by_epoch"][0] for s in paired],
-                             [by_design[s][1]["top1"] for s in paired]) if len(paired) >= MIN_DESIGNS else {}
+                             [by_design[s][1]["top1"] for s in paired])
     table.append(_table_row(name, rows[name]))
     runs = sum(len(v) for v in by_design.values())
     report.update(protocol=data["protocol"], designs_sampled=len(archs), designs_scored=len(scored),

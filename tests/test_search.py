@@ -26,8 +26,8 @@ from squeezelab.search import shorttrain
 from squeezelab.search.costs import cost_matrix
 from squeezelab.search.proxies import grad_norm, naswot, relu_kernel, snip, synflow, zero_cost_scores
 from squeezelab.search.shorttrain import short_training_config, short_training_score, spread_along
-from squeezelab.search.space import (MODEL, PAPER_SEQUENCE, V5, ArchSpace, Architecture, _v5_only, depth_splits,
-                                     split_from_sorted)
+from squeezelab.search.space import (MODEL, PAPER_SEQUENCE, V5, V5_LABEL, ArchSpace, Architecture, _v5_only,
+                                     depth_splits, split_from_sorted)
 from squeezelab.train import train
 
 scipy_stats = pytest.importorskip("scipy.stats")
@@ -269,7 +269,7 @@ def test_search_rerank_trains_each_design_once_resumes_and_writes_the_column(tmp
     report = json.loads((out / "pareto.json").read_text())
     front = [row["spec"] for row in report["designs"]]
     chosen = {row["spec"] for row in report["designs"] if "short_training" in row["proxies"]}
-    v5 = next(row for row in report["references"] if row["label"] == "1.0-SqNxt-23v5")
+    v5 = next(row for row in report["references"] if row["label"] == V5_LABEL)
     assert front[0] in chosen and front[-1] in chosen and len(chosen) == min(4, len(set(front)))
     assert v5["proxies"]["short_training"] == 21.0 and sorted(trained) == sorted(chosen | {v5["spec"]})
     header = (out / "pareto.csv").read_text().splitlines()[0].split(",")
