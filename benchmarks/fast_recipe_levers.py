@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -49,14 +51,19 @@ LADDERS: dict[str, list[tuple[str, list[str]]]] = {
     ],
 }
 TTA_MODES = ("flip", "flip-translate")
+#: The exit status of an interrupted squeezelab command (docs/training.md, "Interruptions").
+INTERRUPTED = 130
 
 
 def _flags(model: str, rung: int) -> list[str]:
     return [flag for _, flags in LADDERS[model][:rung + 1] for flag in flags]
 
 
-def _run(cmd: list[str]) -> str:
-    done = subprocess.run(cmd, capture_output=True, text=True)
+def _run(cmd: list[str], threads: int) -> str:
+    """Run one squeezelab command on ``threads`` threads; a child ended by Ctrl-C (exit 130) ends the ladder too."""
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if done.returncode in (INTERRUPTED, -signal.SIGINT):
+        raise KeyboardInterrupt
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     return done.stdout
@@ -74,7 +81,7 @@ def train_rung(model: str, rung: int, seed: int, args: argparse.Namespace) -> di
                str(args.epochs), "--threads", str(args.threads), "--no-progress", "-o", str(run_dir),
                *_flags(model, rung)]
     tic = time.perf_counter()
-    _run(cmd)
+    _run(cmd, args.threads)
     seconds = time.perf_counter() - tic
     metrics = json.loads((run_dir / "metrics.json").read_text())["epochs"]
     record: dict[str, Any] = {"model": model, "rung": rung, "lever": LADDERS[model][rung][0], "seed": seed,
@@ -85,7 +92,7 @@ def train_rung(model: str, rung: int, seed: int, args: argparse.Namespace) -> di
         for mode in TTA_MODES:
             out = run_dir / f"eval_{mode}.json"
             _run([sys.executable, "-m", "squeezelab", "eval", model, "--weights", str(run_dir / "last.safetensors"),
-                  "--data", f"cifar10:{args.data}", "--tta", mode, "--no-progress", "--json", str(out)])
+                  "--data", f"cifar10:{args.data}", "--tta", mode, "--no-progress", "--json", str(out)], args.threads)
             record[f"test_top1_{mode}"] = json.loads(out.read_text())["top1"]
     return record
 
@@ -127,12 +134,16 @@ def main() -> int:
             if args.rungs is None or rung in args.rungs for s in args.seeds if (m, rung, s) not in done]
     payload.update(protocol={"train_limit": args.train_limit, "data_seed": 0, "epochs": args.epochs,
                              "test_images": 10_000, "threads": args.threads}, machine=machine_info())
-    with OtherLoad() as other, ThreadPoolExecutor(args.jobs) as pool:
-        for record in pool.map(lambda job: train_rung(*job, args), todo):
-            payload["records"].append(record)
-            atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
-            print(f"{record['model']} rung {record['rung']} seed {record['seed']}: {record['test_top1']:.2f}% "
-                  f"({record['seconds']:.0f}s)", flush=True)
+    try:
+        with OtherLoad() as other, ThreadPoolExecutor(args.jobs) as pool:
+            for record in pool.map(lambda job: train_rung(*job, args), todo):
+                payload["records"].append(record)
+                atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+                print(f"{record['model']} rung {record['rung']} seed {record['seed']}: {record['test_top1']:.2f}% "
+                      f"({record['seconds']:.0f}s)", flush=True)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished runs are in {path}; the same command resumes the rest", file=sys.stderr)
+        return INTERRUPTED
     payload["other_process_cores"] = other.cores
     atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
     print(summarise(payload["records"]))
