@@ -83,9 +83,14 @@ def test_eval_native_checkpoint_image_folder(tiny_checkpoint, tmp_path, capsys):
     ckpt, reference = tiny_checkpoint
     samples = _image_folder(tmp_path / "data")
     out = tmp_path / "eval.json"
-    assert main(["eval", "squeezenet1_1", "--weights", str(ckpt), "--data", str(tmp_path / "data"),
-                 "--batch-size", "5", "--workers", "0", "--json", str(out), "--no-progress"]) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert main(["eval", "squeezenet1_1", "--weights", str(ckpt), "--data", str(tmp_path / "data"),
+                     "--batch-size", "5", "--workers", "0", "--threads", "1", "--json", str(out), "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     result = json.loads(out.read_text())
+    assert result["threads"] == 1
     meta = build_model(ckpt).pretrained_cfg
     with torch.no_grad():
         logits = reference(torch.stack([meta.preprocess(Image.open(p)) for p, _ in samples]))
