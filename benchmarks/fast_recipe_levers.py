@@ -40,6 +40,7 @@ LADDERS: dict[str, list[tuple[str, list[str]]]] = {
         ("+ derandomized flips", ["--derandomized-flips"]),
         ("+ EMA 0.999", ["--ema-decay", "0.999"]),
         ("+ Cutout 8", ["--cutout", "8"]),
+        ("all of the above back at batch 64 (lr 0.1)", ["--batch-size", "64"]),
     ],
     "squeezenet1_1": [
         ("default (batch 64, AdamW lr 0.001)", []),
