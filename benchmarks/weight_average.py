@@ -6,7 +6,7 @@ average of their weights can beat both. Used for issue 30 on the sqnxt23v5_w1 CI
 (src/squeezelab/weights/trained/TRAINED.md, "Why not 90"):
 
     .venv/bin/python benchmarks/weight_average.py sqnxt23v5_w1.cifar10 stage3/last.safetensors \
-        --data cifar10:DIR --mixes 1 0.7 0.5 --json benchmarks/results/weight_average_sqnxt23v5_w1.json
+        --data cifar10:DIR --mixes 1 0.7 0.5 0.3 0 --threads 1 --json benchmarks/results/weight_average_sqnxt23v5_w1.json
 
 Each mix is the first checkpoint's share (the second gets the rest); every row, the pure ones included,
 has its BatchNorm statistics recomputed the same way (the trainer's EMA evaluation, 100 batches), so the
@@ -22,13 +22,14 @@ import sys
 import torch
 
 from squeezelab.data.datasets import build_datasets
-from squeezelab.errors import SqueezelabError
+from squeezelab.errors import SqueezelabError, one_line
 from squeezelab.evaluation import evaluate_model
 from squeezelab.export.timing import machine_info
 from squeezelab.io import atomic_write_text
 from squeezelab.models import create_model
 from squeezelab.tables import format_table
 from squeezelab.train.recipe import recompute_bn_statistics
+from squeezelab.weights.checkpoint import CheckpointMeta
 from squeezelab.weights.loader import load_weights
 
 BN_SEED = 12345
@@ -37,17 +38,20 @@ BN_SEED = 12345
 def mixed_state(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor], share: float
                 ) -> dict[str, torch.Tensor]:
     """``share * first + (1 - share) * second`` for floating tensors; integer buffers (BN counters) from ``first``."""
-    if first.keys() != second.keys():
-        raise SqueezelabError("the two checkpoints have different tensors: average checkpoints of one architecture")
     return {key: torch.lerp(second[key].float(), first[key].float(), share).to(first[key].dtype)
             if first[key].is_floating_point() else first[key] for key in first}
+
+
+def network(meta: CheckpointMeta) -> tuple:
+    """What fixes a checkpoint's tensors: two checkpoints average only where this is the same."""
+    return meta.architecture, meta.num_classes, meta.in_chans, sorted(meta.model_kwargs.items())
 
 
 def main() -> int:
     try:
         return run()
     except SqueezelabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
 
 
@@ -66,14 +70,13 @@ def run() -> int:
         torch.set_num_threads(args.threads)
     first, meta = load_weights(args.first)
     second, second_meta = load_weights(args.second)
-    if second_meta.architecture != meta.architecture:
-        raise SqueezelabError(f"{args.first} is {meta.architecture} and {args.second} {second_meta.architecture}: "
-                         f"average checkpoints of one architecture")
+    if network(second_meta) != network(meta):
+        raise SqueezelabError(f"{args.first} is {network(meta)} and {args.second} {network(second_meta)}: average "
+                              f"checkpoints of one network (architecture, classes, channels, model options)")
     bundle = build_datasets(args.data, meta.input_size, in_chans=meta.in_chans, pretrained=meta.preprocess)
+    model = create_model(meta.architecture, num_classes=meta.num_classes, in_chans=meta.in_chans, **meta.model_kwargs)
     rows = []
     for share in args.mixes:
-        model = create_model(meta.architecture, num_classes=meta.num_classes, in_chans=meta.in_chans,
-                             **meta.model_kwargs)
         model.load_state_dict(mixed_state(first, second, share))
         model.train()
         recompute_bn_statistics(model, bundle.train, batch_size=args.batch_size, seed=BN_SEED,
