@@ -205,6 +205,24 @@ def test_bad_input_leaves_no_run_directory(tmp_path: Path, flags: list[str], wor
     assert not out.exists()
 
 
+@pytest.mark.parametrize("data, words", [
+    ("fashion-mnist", ("fashion-mnist validates on its 10,000 test images",)),
+    ("cifar10:{tmp}", ("cifar10_test_jpeg.zip",)),
+    ("{tmp}", ("val",)),  # a folder with train/ and val/
+])
+def test_val_fraction_on_data_with_its_own_split_is_an_error(tmp_path: Path, data: str, words: tuple[str, ...],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The run would validate on the data's own split, not on held-out training images: no silent no-op."""
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (tmp_path / split / name).mkdir(parents=True)
+    out = tmp_path / "run"
+    assert _cli(["train", "squeezenet1_1", "--data", data.format(tmp=tmp_path), "--val-fraction", "0.1", *RUNTIME,
+                 "-o", str(out)]) == 2
+    _one_line_error(capsys, "--val-fraction", "drop --val-fraction", *words)
+    assert not out.exists()
+
+
 def test_no_model_and_no_resume_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli(["train", "--epochs", "1"]) == 2
     _one_line_error(capsys, "give a model name")

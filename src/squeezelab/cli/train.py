@@ -114,7 +114,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="create_model overrides, e.g. '{\"small_input\": false, \"dropout\": 0.2}'")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random crops/flips")
     p.add_argument("--val-fraction", type=float_range(0.0, 1.0, low_open=True, high_open=True),
-                   help=f"held-out share for digits and folders without val/ (default {TrainConfig.val_fraction})")
+                   help=f"held-out share for digits and folders without val/ (default {TrainConfig.val_fraction}); "
+                        "an error for data with its own validation split")
     p.add_argument("--train-limit", type=positive_int, help="train on a fixed random subset of this many images")
     p.add_argument("--val-limit", type=positive_int, help="validate on a fixed random subset of this many images")
     p.add_argument("--grad-clip", type=positive_float, help="clip the gradient norm to this value")

@@ -41,7 +41,7 @@ from .sources import (SKIPPED_LABEL, ImageDataset, ImageSource, ModelInput, cifa
                       zip_split)
 
 __all__ = ["SKIPPED_LABEL", "DatasetBundle", "EpochSampler", "ImageDataset", "PadCropFlip", "build_datasets",
-           "cifar10_test_set", "parse_data_source"]
+           "cifar10_test_set", "own_validation_split", "parse_data_source"]
 #: A share of unreadable images above this draws a warning (none readable is an error: :func:`check_readable`).
 SKIPPED_WARN_SHARE = 0.05
 #: Inputs at or below this side use the CIFAR-style recipe (pad-and-crop, squash resize).
@@ -354,6 +354,20 @@ def _folder_source(location: str, val_fraction: float, seed: int) -> _LabelledSo
         files, classes = [reader.path for reader in everything.readers], list(everything.classes)
     return _LabelledSource(train, val, classes, 3, (IMAGENET_MEAN, IMAGENET_STD), 224,
                            files_fingerprint(root, files, classes))
+
+
+def own_validation_split(source: str) -> Optional[str]:
+    """What ``source`` validates on when it brings its own split (Fashion-MNIST's and CIFAR-10's test sets, a
+    folder's ``val/``), so ``val_fraction`` does not apply; ``None`` for digits and folders split by it."""
+    data = parse_data_source(source)
+    if data.kind == "fashion-mnist":
+        return "its 10,000 test images"
+    if data.kind == "cifar10":
+        return "the 10,000 images of cifar10_test_jpeg.zip"
+    root = Path(data.location)
+    if data.kind == "folder" and (root / "train").is_dir() and (root / "val").is_dir():
+        return f"the images of {root / 'val'}"
+    return None
 
 
 #: ``DataSource.kind`` -> its loader ``(location, val_fraction, seed) -> _LabelledSource``.

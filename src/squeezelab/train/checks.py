@@ -8,11 +8,13 @@ activations of a training and an evaluation batch with the free memory.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Collection
 
 import torch
 from torch import nn
 
 from ..cpu import available_memory
+from ..data.datasets import own_validation_split
 from ..errors import SqueezelabError
 from ..io import check_output
 from ..models.tracing import BLOCK, trace
@@ -55,6 +57,18 @@ def validate_config(cfg: TrainConfig) -> None:
     if (cfg.derandomized_flips or cfg.cutout) and cfg.data_loader == "samples":
         raise SqueezelabError("--derandomized-flips and --cutout need the batched loader: drop them or pass "
                               "--data-loader batched (inputs of at most 64 px)")
+
+
+def check_val_fraction(cfg: TrainConfig, explicit: Collection[str]) -> None:
+    """A ``val_fraction`` set on purpose for data that brings its own validation split is an error, not a
+    silent no-op: the run would validate (and pick ``best.safetensors``) on that split, not on held-out
+    training images."""
+    if "val_fraction" not in explicit:
+        return
+    split = own_validation_split(cfg.data)
+    if split is not None:
+        raise SqueezelabError(f"--val-fraction splits digits and image folders without val/, but {cfg.data} "
+                              f"validates on {split}; drop --val-fraction (--val-limit validates on a subset)")
 
 
 def check_run_dir(cfg: TrainConfig, run_dir: Path) -> None:

@@ -55,7 +55,7 @@ from ..evaluation import EvalResult, evaluate_model
 from ..models import create_model, get_model_entry
 from ..weights.checkpoint import CheckpointMeta
 from ..weights.loader import load_weights, model_from_state
-from .checks import check_input_size, check_run_dir, validate_config
+from .checks import check_input_size, check_run_dir, check_val_fraction, validate_config
 from .config import ADAMW_SOLVER, DEFAULT_WEIGHT_DECAY, SQUEEZENET_SOLVER, SQUEEZENEXT_SOLVER, TrainConfig
 from .ema import WeightEma
 from .logs import Progress
@@ -778,6 +778,7 @@ def _drive(cfg: TrainConfig, explicit: set[str], run_dir: Path, resume_state: Op
         cfg, planned = resume_config(cfg, resume_state["config"], explicit)
     cfg = replace(cfg.with_recipe(), data=parse_data_source(cfg.data).absolute())  # the run records where
     validate_config(cfg)
+    check_val_fraction(cfg, explicit)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
