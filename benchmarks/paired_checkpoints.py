@@ -15,22 +15,19 @@ checkpoint it continues (src/squeezelab/weights/trained/TRAINED.md):
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 from typing import Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from _script import exit_status, write_results
 from squeezelab.data.datasets import parse_data_source
 from squeezelab.data.sources import ImageDataset, ModelInput
-from squeezelab.errors import SqueezelabError, one_line
+from squeezelab.errors import SqueezelabError
 from squeezelab.evaluation import TTA_MODES, tta_logits
-from squeezelab.export.timing import machine_info
 from squeezelab.inference.evaluate import cifar10_test_images, scan_images
-from squeezelab.io import atomic_write_text
 from squeezelab.tables import format_table
 from squeezelab.weights import build_model
 from squeezelab.weights.checkpoint import pretrained_cfg_of
@@ -85,11 +82,7 @@ def compare(first: str, second: str, data: str, modes: Sequence[str], batch_size
 
 
 def main() -> int:
-    try:
-        return run()
-    except SqueezelabError as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
+    return exit_status(run)
 
 
 def run() -> int:
@@ -109,10 +102,7 @@ def run() -> int:
                         "agreement %"],
                        [[r["tta"], f"{r['first_top1']:.2f}", f"{r['second_top1']:.2f}", r["only_first"],
                          r["only_second"], f"{r['mcnemar_p']:.3f}", f"{r['agreement']:.2f}"] for r in rows]))
-    payload = {"first": args.first, "second": args.second, "data": args.data,
-               "threads": torch.get_num_threads(), "machine": machine_info(), "rows": rows}
-    atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_results(args.json, {"first": args.first, "second": args.second, "data": args.data, "rows": rows})
     return 0
 
 

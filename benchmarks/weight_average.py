@@ -16,16 +16,13 @@ rows differ only in the weights.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 import torch
 
+from _script import exit_status, write_results
 from squeezelab.data.datasets import build_datasets
-from squeezelab.errors import SqueezelabError, one_line
+from squeezelab.errors import SqueezelabError
 from squeezelab.evaluation import evaluate_model
-from squeezelab.export.timing import machine_info
-from squeezelab.io import atomic_write_text
 from squeezelab.models import create_model
 from squeezelab.tables import format_table
 from squeezelab.train.recipe import recompute_bn_statistics
@@ -48,11 +45,7 @@ def network(meta: CheckpointMeta) -> tuple:
 
 
 def main() -> int:
-    try:
-        return run()
-    except SqueezelabError as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
+    return exit_status(run)
 
 
 def run() -> int:
@@ -87,10 +80,8 @@ def run() -> int:
     print(format_table(["share of first", "test top-1 %", "top-5 %", "loss"],
                        [[f"{r['share_of_first']:g}", f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['loss']:.4f}"]
                         for r in rows]))
-    payload = {"first": args.first, "second": args.second, "data": args.data, "bn_seed": BN_SEED,
-               "threads": torch.get_num_threads(), "machine": machine_info(), "rows": rows}
-    atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_results(args.json, {"first": args.first, "second": args.second, "data": args.data, "bn_seed": BN_SEED,
+                              "rows": rows})
     return 0
 
 
