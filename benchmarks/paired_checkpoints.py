@@ -23,11 +23,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from _script import exit_status, write_results
-from squeezelab.data.datasets import parse_data_source
 from squeezelab.data.sources import ImageDataset, ModelInput
 from squeezelab.errors import SqueezelabError
 from squeezelab.evaluation import TTA_MODES, tta_logits
-from squeezelab.inference.evaluate import cifar10_test_images, scan_images
+from squeezelab.inference.evaluate import evaluation_images
 from squeezelab.tables import format_table
 from squeezelab.weights import build_model
 from squeezelab.weights.checkpoint import pretrained_cfg_of
@@ -46,9 +45,7 @@ def top1_predictions(model: nn.Module, data: str, tta: str, batch_size: int) -> 
     """Top-1 class of every image of ``data`` (``cifar10:DIR`` or a labelled folder, as ``squeezelab eval``) and
     its label, in file order."""
     meta = pretrained_cfg_of(model)
-    parsed = parse_data_source(data)
-    source = cifar10_test_images(parsed.location, meta) if parsed.kind == "cifar10" else scan_images(data, meta)
-    dataset = ImageDataset(source, ModelInput(meta.require_preprocess("evaluation")), report_errors=True)
+    dataset = ImageDataset(evaluation_images(data, meta), ModelInput(meta.require_preprocess("evaluation")), report_errors=True)
     predicted, labels = [], []
     for images, batch_labels, errors in DataLoader(dataset, batch_size=batch_size):
         failed = [e for e in errors if e]

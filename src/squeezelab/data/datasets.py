@@ -338,7 +338,7 @@ def _folder_source(location: str, val_fraction: float, seed: int) -> _LabelledSo
     if not root.is_dir():
         raise SqueezelabError(f"data source {location!r} is not a directory or one of digits, fashion-mnist[:DIR], "
                               f"cifar10:DIR")
-    if (root / "train").is_dir() and (root / "val").is_dir():
+    if _has_train_and_val(root):
         train, val = class_folders(root / "train"), class_folders(root / "val")
         if val.classes != train.classes:
             raise SqueezelabError(f"{root}: train/ and val/ have different class folders "
@@ -365,9 +365,12 @@ def own_validation_split(source: str) -> Optional[str]:
     if data.kind == "cifar10":
         return "the 10,000 images of cifar10_test_jpeg.zip"
     root = Path(data.location)
-    if data.kind == "folder" and (root / "train").is_dir() and (root / "val").is_dir():
-        return f"the images of {root / 'val'}"
-    return None
+    return f"the images of {root / 'val'}" if data.kind == "folder" and _has_train_and_val(root) else None
+
+
+def _has_train_and_val(root: Path) -> bool:
+    """Whether an ImageFolder tree is split already, into ``train/`` and ``val/`` class folders."""
+    return (root / "train").is_dir() and (root / "val").is_dir()
 
 
 #: ``DataSource.kind`` -> its loader ``(location, val_fraction, seed) -> _LabelledSource``.

@@ -61,6 +61,13 @@ def cifar10_test_images(directory: PathLike, meta: CheckpointMeta) -> ImageSourc
     return replace(source.relabelled(labels, meta.categories), layout="cifar10 test zip")
 
 
+def evaluation_images(data_dir: PathLike, meta: CheckpointMeta) -> ImageSource:
+    """The labelled images of ``data_dir`` for the weights of ``meta``: the CIFAR-10 test zip for
+    ``cifar10:DIR``, else a folder in either layout (module docstring)."""
+    parsed = parse_data_source(str(data_dir))
+    return cifar10_test_images(parsed.location, meta) if parsed.kind == "cifar10" else scan_images(data_dir, meta)
+
+
 @contextlib.contextmanager
 def second_interrupt_ends_process() -> Iterator[None]:
     """The first Ctrl-C raises KeyboardInterrupt as usual; a second one, while the first is being handled
@@ -101,13 +108,9 @@ def evaluate(model: nn.Module, data_dir: PathLike, batch_size: int = 50, workers
     if batch_size < 1 or workers < 0:
         raise SqueezelabError(f"need batch size >= 1 and workers >= 0, got {batch_size} and {workers}")
     meta = pretrained_cfg_of(model)
-    parsed = parse_data_source(str(data_dir))
-    if parsed.kind == "cifar10":
-        source = cifar10_test_images(parsed.location, meta)
-    else:
-        source = scan_images(data_dir, meta)
-        for message in source.warnings if warn is not None else ():
-            warn(message)
+    source = evaluation_images(data_dir, meta)
+    for message in source.warnings if warn is not None else ():
+        warn(message)
     dataset = ImageDataset(source, ModelInput(meta.require_preprocess("evaluation")), report_errors=True)
     layout, skipped = source.layout, source.skipped
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
