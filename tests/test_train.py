@@ -19,7 +19,7 @@ from squeezelab.cli.main import main as cli_main
 from squeezelab.errors import SqueezelabError
 from squeezelab.inference import evaluate
 from squeezelab.models import create_model
-from squeezelab.train import TrainConfig, train
+from squeezelab.train import TrainConfig, lr_factor, train
 from squeezelab.weights import build_model
 from squeezelab.weights.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 
@@ -91,6 +91,38 @@ def test_default_optimizer_follows_batchnorm(model: str, optimizer: str, lr: flo
     assert all(state_key in s for s in state["optimizer"]["state"].values())
     groups = state["optimizer"]["param_groups"]
     assert groups[0]["weight_decay"] == pytest.approx(decay) and groups[1]["weight_decay"] == 0.0
+
+
+def _torch_schedule(schedule: str, total: int, warmup: int) -> list[float]:
+    """The same rates from torch's own schedulers: LinearLR warmup, then cosine annealing, linear decay or constant."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    rates = []
+    warm = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0 / warmup, 1.0, total_iters=warmup - 1)
+    for _ in range(warmup):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        warm.step()
+    after = {"cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total - warmup),
+             "poly": lambda: torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.0, total_iters=total - warmup),
+             "constant": lambda: torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)}[schedule]()
+    for _ in range(warmup, total + 1):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        after.step()
+    return rates
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "poly", "constant"])
+def test_lr_schedules_match_torch_schedulers(schedule: str) -> None:
+    total, warmup = 40, 6
+    ours = [lr_factor(step, total, warmup, schedule) for step in range(total + 1)]
+    assert ours == pytest.approx(_torch_schedule(schedule, total, warmup), abs=1e-9)
+
+
+def test_constant_schedule_keeps_the_rate_after_warmup(tmp_path: Path) -> None:
+    result = train(TrainConfig("sqnxt23_w1", epochs=3, lr=0.03, schedule="constant", warmup_epochs=1, **TINY),
+                   output=str(tmp_path / "run"))
+    assert [row["lr"] for row in result.history] == pytest.approx([0.03, 0.03, 0.03])
 
 
 def test_resume_is_bit_identical(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # this module stays torch-free, so the CLI can show its defau
 #: ``TrainConfig.optimizer`` values: ``auto`` picks SGD with BatchNorm, AdamW without (``engine.resolve_optimizer``).
 OPTIMIZERS = ("auto", "sgd", "adamw")
 #: ``TrainConfig.schedule`` values (``engine.lr_factor``).
-SCHEDULES = ("cosine", "poly")
+SCHEDULES = ("cosine", "poly", "constant")
 #: ``TrainConfig.amp`` values (``engine.choose_amp``).
 AMP_MODES = ("auto", "on", "off")
 #: ``TrainConfig.data_loader`` values: per-sample transforms, or small images kept decoded and augmented a batch
@@ -44,7 +44,8 @@ class TrainConfig:
     The recipe: ``optimizer="auto"`` is the papers' SGD with momentum 0.9 and weight decay
     5e-4 (SqueezeNext section 5) for models with BatchNorm, and AdamW (weight decay 0.05)
     for SqueezeNet, which has none (docs/training.md, "Short schedules"); a linear warmup
-    then cosine or poly decay to zero. ``lr=None`` picks 0.4 x sqrt(batch/1024) for SGD with
+    then cosine or poly decay to zero, or a constant rate (for averaging the weights of a
+    last phase with ``ema_decay``, as in SWA). ``lr=None`` picks 0.4 x sqrt(batch/1024) for SGD with
     BatchNorm, 0.04 x batch/512 for SGD without (the Caffe solver; see ``docs/small-inputs.md``)
     and 0.001 x sqrt(batch/64) for AdamW; ``weight_decay=None`` the optimizer's default.
     ``data_seed`` fixes the train/val split and the ``train_limit``/``val_limit`` subsets

@@ -268,10 +268,12 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
-    """Multiplier of the base LR at ``step``: linear warmup from 1/warmup, then cosine or poly (power 1) to 0.
+    """Multiplier of the base LR at ``step``: linear warmup from 1/warmup, then cosine or poly (power 1) to 0,
+    or constant.
 
     Poly is the SqueezeNet Caffe solver's ``lr_policy: "poly"`` with ``power: 1``;
-    cosine is SGDR without restarts (Loshchilov & Hutter 2017), as in SqueezeNext's recipe.
+    cosine is SGDR without restarts (Loshchilov & Hutter 2017), as in SqueezeNext's recipe;
+    constant is the rate of stochastic weight averaging's last phase (Izmailov et al. 2018, section 3.2).
     """
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
@@ -281,7 +283,9 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     if schedule == "poly":
         return 1.0 - progress
-    raise SqueezelabError(f"unknown schedule {schedule!r}; use cosine or poly")
+    if schedule == "constant":
+        return 1.0
+    raise SqueezelabError(f"unknown schedule {schedule!r}; use cosine, poly or constant")
 
 
 def _loader(dataset: Dataset, batch_size: int, sampler: Optional[Sampler], workers: int, device: torch.device,
