@@ -119,10 +119,15 @@ def test_lr_schedules_match_torch_schedulers(schedule: str) -> None:
     assert ours == pytest.approx(_torch_schedule(schedule, total, warmup), abs=1e-9)
 
 
-def test_constant_schedule_keeps_the_rate_after_warmup(tmp_path: Path) -> None:
-    result = train(TrainConfig("sqnxt23_w1", epochs=3, lr=0.03, schedule="constant", warmup_epochs=1, **TINY),
-                   output=str(tmp_path / "run"))
+def test_constant_schedule_with_swa_keeps_the_rate_and_averages_every_step(tmp_path: Path) -> None:
+    result = train(TrainConfig("sqnxt23_w1", epochs=3, lr=0.03, schedule="constant", warmup_epochs=1, swa=True,
+                               **TINY), output=str(tmp_path / "run"))
     assert [row["lr"] for row in result.history] == pytest.approx([0.03, 0.03, 0.03])
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["ema"]["decay"] is None and state["ema"]["updates"] == 9  # 3 epochs x 3 steps, all averaged
+    saved, _ = read_checkpoint(result.last_checkpoint)  # the checkpoint is the average, not the last step
+    assert torch.equal(saved["fc.weight"], state["ema"]["module"]["fc.weight"])
+    assert not torch.equal(saved["fc.weight"], state["model"]["fc.weight"])
 
 
 def test_resume_is_bit_identical(tmp_path: Path) -> None:

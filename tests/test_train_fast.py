@@ -127,6 +127,24 @@ def test_weight_ema_is_the_warmed_up_exponential_average() -> None:
     assert not any(p.requires_grad for p in ema.module.parameters())
 
 
+def test_swa_average_is_torchs_averaged_model() -> None:
+    """``decay=None`` is the uniform mean of every update, as torch.optim.swa_utils.AveragedModel computes it."""
+    model = nn.Linear(3, 2)
+    swa, reference = WeightEma(model, decay=None), torch.optim.swa_utils.AveragedModel(model)
+    for _ in range(25):
+        with torch.no_grad():
+            model.weight.add_(torch.randn_like(model.weight))
+        swa.update(model)
+        reference.update_parameters(model)
+    torch.testing.assert_close(swa.module.weight, reference.module.weight)
+    torch.testing.assert_close(swa.module.bias, reference.module.bias)
+
+
+def test_swa_and_ema_together_are_refused() -> None:
+    with pytest.raises(SqueezelabError, match="--swa and --ema-decay both average"):
+        train(TrainConfig("sqnxt23_w1", swa=True, ema_decay=0.99, epochs=1, progress=False))
+
+
 def test_dropout_keeps_half_and_doubles_them() -> None:
     """SqueezeNet's drop9 (p=0.5): about half the elements zeroed, the rest doubled, the mean kept; the gradient
     flows through the kept elements only; eval mode is the identity."""

@@ -83,6 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ema-decay", type=float_range(0.0, 1.0, high_open=True),
                    help="evaluate and save an exponential moving average of the weights with this decay per step "
                         "(default 0: off); BN statistics are recomputed on the average")
+    p.add_argument("--swa", action="store_true",
+                   help="evaluate and save the uniform average of the weights after every step of the run "
+                        "(stochastic weight averaging; with --schedule constant, often from --pretrained), "
+                        "instead of --ema-decay's exponential one")
     p.add_argument("--data-loader", choices=DATA_LOADERS,
                    help=f"default {_recipe_default('data_loader')}; 'batched' keeps images of at most 64 px "
                         "decoded and augments whole batches")

@@ -52,6 +52,9 @@ def validate_config(cfg: TrainConfig) -> None:
         raise SqueezelabError(f"unknown data loader {cfg.data_loader!r}; use one of {', '.join(DATA_LOADERS)}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise SqueezelabError(f"--ema-decay must be in [0, 1) (0: no averaging), got {cfg.ema_decay}")
+    if cfg.swa and cfg.ema_decay > 0:
+        raise SqueezelabError("--swa and --ema-decay both average the weights (uniformly and exponentially); "
+                              "pass one of them")
     if cfg.cutout < 0 or cfg.eval_every < 1:
         raise SqueezelabError(f"--cutout must be >= 0 and --eval-every >= 1, got {cfg.cutout} and {cfg.eval_every}")
     if (cfg.derandomized_flips or cfg.cutout) and cfg.data_loader == "samples":

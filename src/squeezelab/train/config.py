@@ -45,7 +45,7 @@ class TrainConfig:
     5e-4 (SqueezeNext section 5) for models with BatchNorm, and AdamW (weight decay 0.05)
     for SqueezeNet, which has none (docs/training.md, "Short schedules"); a linear warmup
     then cosine or poly decay to zero, or a constant rate (for averaging the weights of a
-    last phase with ``ema_decay``, as in SWA). ``lr=None`` picks 0.4 x sqrt(batch/1024) for SGD with
+    last phase with ``swa``, stochastic weight averaging). ``lr=None`` picks 0.4 x sqrt(batch/1024) for SGD with
     BatchNorm, 0.04 x batch/512 for SGD without (the Caffe solver; see ``docs/small-inputs.md``)
     and 0.001 x sqrt(batch/64) for AdamW; ``weight_decay=None`` the optimizer's default.
     ``data_seed`` fixes the train/val split and the ``train_limit``/``val_limit`` subsets
@@ -71,6 +71,7 @@ class TrainConfig:
     recipe: str = "default"
     nesterov: Optional[bool] = None
     ema_decay: float = 0.0
+    swa: bool = False
     data_loader: Optional[str] = None
     derandomized_flips: Optional[bool] = None
     cutout: int = 0

@@ -3,6 +3,8 @@
 ``decay`` is per optimizer step, warmed up as in timm's ``ModelEmaV2``/TensorFlow's
 ``ExponentialMovingAverage(num_updates=...)``: the effective decay after ``t`` updates is
 ``min(decay, (1 + t) / (10 + t))``, so early averages do not drag in the random initialisation.
+``decay=None`` is the uniform average of every update instead, stochastic weight averaging's running
+mean (Izmailov et al. 2018, Algorithm 1, averaged every step).
 BatchNorm running statistics are not averaged: the trainer recomputes them on the averaged
 weights before each evaluation (``recipe.recompute_bn_statistics``), since statistics
 averaged over weights that moved are not the statistics of the averaged weights.
@@ -11,17 +13,18 @@ averaged over weights that moved are not the statistics of the averaged weights.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 
 class WeightEma:
-    """A copy of ``model`` whose floating-point parameters track ``model``'s by exponential averaging."""
+    """A copy of ``model`` whose floating-point parameters track ``model``'s by exponential averaging
+    (``decay`` per update), or by the uniform average of all updates (``decay=None``)."""
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
+    def __init__(self, model: nn.Module, decay: Optional[float]) -> None:
+        if decay is not None and not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be between 0 and 1, got {decay}")
         self.decay = decay
         self.updates = 0
@@ -30,7 +33,9 @@ class WeightEma:
             param.requires_grad_(False)
 
     def current_decay(self) -> float:
-        """The decay of the next update (warmed up over the first updates)."""
+        """The decay of the next update (warmed up over the first updates; ``t / (t + 1)`` for the uniform average)."""
+        if self.decay is None:
+            return self.updates / (self.updates + 1.0)
         return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
 
     @torch.no_grad()

@@ -398,7 +398,7 @@ class TrainingRun:
     decoded: Optional[DecodedImages] = None
     augment: Optional[BatchedAugment] = None
     normalize: Optional[Normalizer] = None
-    #: the weight average that is evaluated and saved (``ema_decay > 0``)
+    #: the weight average that is evaluated and saved (``ema_decay > 0`` or ``swa``)
     ema: Optional[WeightEma] = None
     #: whether the run has warned that it zeroed non-finite gradient entries (:func:`zero_nonfinite_gradients`)
     nonfinite_gradients_noted: bool = False
@@ -529,8 +529,8 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
                               f"decoded; {bundle.source} trains at {bundle.input_size} px, so drop --cutout")
     elif cfg.derandomized_flips:
         run.init_note += f", random flips (derandomized flips need inputs of at most {SMALL_INPUT_MAX} px)"
-    if cfg.ema_decay > 0:
-        run.ema = WeightEma(model, cfg.ema_decay)
+    if cfg.ema_decay > 0 or cfg.swa:
+        run.ema = WeightEma(model, None if cfg.swa else cfg.ema_decay)
         if resume_state is not None and "ema" in resume_state:
             run.ema.load_state_dict(resume_state["ema"])
     return run
