@@ -3,7 +3,7 @@ architecture, with its BatchNorm statistics recomputed on the training images, a
 
 Checkpoints fine-tuned from one another (a warm restart and its parent) usually lie in one basin, where the
 average of their weights can beat both. Used for issue 30 on the sqnxt23v5_w1 CIFAR-10 stages
-(src/squeezelab/weights/trained/TRAINED.md, "Why not 90"):
+(src/squeezelab/weights/trained/TRAINED.md, "The road to 90"):
 
     .venv/bin/python benchmarks/weight_average.py sqnxt23v5_w1.cifar10 stage3/last.safetensors \
         --data cifar10:DIR --mixes 1 0.7 0.5 0.3 0 --threads 1 --json benchmarks/results/weight_average_sqnxt23v5_w1.json
