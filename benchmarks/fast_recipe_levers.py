@@ -41,6 +41,7 @@ LADDERS: dict[str, list[tuple[str, list[str]]]] = {
         ("+ EMA 0.999", ["--ema-decay", "0.999"]),
         ("+ Cutout 8", ["--cutout", "8"]),
         ("all of the above back at batch 64 (lr 0.1)", ["--batch-size", "64"]),
+        ("+ whitened stem", ["--whiten-stem"]),
     ],
     "squeezenet1_1": [
         ("default (batch 64, AdamW lr 0.001)", []),
@@ -49,6 +50,7 @@ LADDERS: dict[str, list[tuple[str, list[str]]]] = {
         ("+ derandomized flips", ["--derandomized-flips"]),
         ("+ EMA 0.9995", ["--ema-decay", "0.9995"]),
         ("+ Cutout 8", ["--cutout", "8"]),
+        ("+ whitened stem", ["--whiten-stem"]),
     ],
 }
 TTA_MODES = ("flip", "flip-translate")

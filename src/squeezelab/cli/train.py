@@ -87,6 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="evaluate and save the uniform average of the weights after every step of the run "
                         "(stochastic weight averaging; with --schedule constant, often from --pretrained), "
                         "instead of --ema-decay's exponential one")
+    p.add_argument("--whiten-stem", action="store_true",
+                   help="start the first convolution as a whitening transform of the training images' patches "
+                        "(training from scratch; docs/training.md, 'The fast recipe')")
     p.add_argument("--data-loader", choices=DATA_LOADERS,
                    help=f"default {_recipe_default('data_loader')}; 'batched' keeps images of at most 64 px "
                         "decoded and augments whole batches")

@@ -55,6 +55,9 @@ def validate_config(cfg: TrainConfig) -> None:
     if cfg.swa and cfg.ema_decay > 0:
         raise SqueezelabError("--swa and --ema-decay both average the weights (uniformly and exponentially); "
                               "pass one of them")
+    if cfg.whiten_stem and cfg.pretrained:
+        raise SqueezelabError("--whiten-stem initialises the stem of a network trained from scratch, and "
+                              "--pretrained brings trained weights; pass one of them")
     if cfg.cutout < 0 or cfg.eval_every < 1:
         raise SqueezelabError(f"--cutout must be >= 0 and --eval-every >= 1, got {cfg.cutout} and {cfg.eval_every}")
     if (cfg.derandomized_flips or cfg.cutout) and cfg.data_loader == "samples":

@@ -72,6 +72,7 @@ class TrainConfig:
     nesterov: Optional[bool] = None
     ema_decay: float = 0.0
     swa: bool = False
+    whiten_stem: bool = False
     data_loader: Optional[str] = None
     derandomized_flips: Optional[bool] = None
     cutout: int = 0

@@ -62,6 +62,7 @@ from .logs import Progress
 from .recipe import recompute_bn_statistics, warmup_steps
 from .resume import explicit_fields, resume_config
 from .state import MASKS_FILE, STATE_FILE, CheckpointSaver, capture_rng, load_state, locked_run_dir, restore_rng
+from .whitening import whiten_first_convolution, whitening_images
 
 __all__ = ["EvalResult", "LoopState", "Solver", "TrainResult", "TrainingRun", "choose_amp", "default_lr",
            "evaluate_model", "has_batchnorm", "lr_factor", "make_optimizer", "precision_label", "resolve_optimizer",
@@ -483,6 +484,8 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
                                   f"{bundle.source} has {bundle.num_classes}")
         pretrained = None
     model, model_kwargs, init_note = _build_model(cfg, bundle, pretrained)
+    if cfg.whiten_stem and resume_state is None:
+        init_note += ", " + whiten_first_convolution(model, whitening_images(bundle.train, bundle.preprocess))
     if resume_state is not None:
         model_kwargs = dict(resume_state["model_kwargs"])
         model = _create(cfg.model, bundle.num_classes, bundle.in_chans, model_kwargs)

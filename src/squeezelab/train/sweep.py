@@ -99,7 +99,8 @@ def point_config(point: DesignPoint, seed: int, budget: Budget, data: str, **run
 #: Training options added after the committed records, with the value that means "as before": left out of a key
 #: at that value, so a record keeps its key (and a run that changes one of them gets a new key).
 _LATER_FIELDS: dict[str, Any] = {"recipe": "default", "nesterov": False, "ema_decay": 0.0, "swa": False,
-                                 "data_loader": "samples", "derandomized_flips": False, "cutout": 0, "eval_every": 1}
+                                 "whiten_stem": False, "data_loader": "samples", "derandomized_flips": False,
+                                 "cutout": 0, "eval_every": 1}
 
 
 def point_key(point: DesignPoint, seed: int, budget: Budget, data: str) -> str:
