@@ -1,9 +1,10 @@
 """The fast recipe's parts: batched augmentation, derandomised flips, Cutout, the weight average, evaluation every
-k epochs, the cheaper dropout mask, flip-and-translate TTA, and exact resume with all of them on.
+k epochs, the cheaper dropout mask, flip-and-translate TTA, the whitened stem, and exact resume with all of them on.
 
 Oracles: torchvision's functional pad / crop / hflip for the batched augmentation, the per-sample
 ``Preprocess`` path for decoding and normalising, the closed-form exponential average for the EMA,
-hand-shifted batches for the test-time augmentation, and an uninterrupted run for resume.
+hand-shifted batches for the test-time augmentation, numpy's eigenvalues of hand-sliced patches for the
+whitening, and an uninterrupted run for resume.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import functional as TF
 
@@ -21,14 +24,16 @@ from squeezelab.data import build_datasets
 from squeezelab.data.batched import BatchedAugment, BatchedEpoch, DecodedImages, Normalizer
 from squeezelab.evaluation import tta_logits
 from squeezelab.errors import SqueezelabError
+from squeezelab.models import create_model
 from squeezelab.models._base import Dropout
 from squeezelab.train import TrainConfig, train
 from squeezelab.train.config import RECIPES
-from squeezelab.train.ema import WeightEma
+from squeezelab.train.averaging import WeightAverage
+from squeezelab.train.whitening import first_convolution, patch_whitening_filters, whiten_first_convolution
 from squeezelab.weights.checkpoint import read_checkpoint
 
 FAST_DIGITS = dict(model="sqnxt23_w1", data="digits", input_size=16, train_limit=200, val_limit=100, epochs=3,
-                   recipe="fast", batch_size=64, ema_decay=0.99, cutout=4, threads=1, progress=False)
+                   recipe="fast", batch_size=64, ema_decay=0.99, cutout=4, whiten_stem=True, threads=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +120,7 @@ def test_batched_epoch_skips_the_batches_already_done(digits16) -> None:
 def test_weight_ema_is_the_warmed_up_exponential_average() -> None:
     """After updates with weights w_1..w_n the average is the closed-form recursion with decay min(d, (1+t)/(10+t))."""
     model = nn.Linear(3, 2)
-    ema = WeightEma(model, decay=0.9)
+    ema = WeightAverage(model, decay=0.9)
     expected = model.weight.detach().clone()
     for t in range(25):
         with torch.no_grad():
@@ -130,7 +135,7 @@ def test_weight_ema_is_the_warmed_up_exponential_average() -> None:
 def test_swa_average_is_torchs_averaged_model() -> None:
     """``decay=None`` is the uniform mean of every update, as torch.optim.swa_utils.AveragedModel computes it."""
     model = nn.Linear(3, 2)
-    swa, reference = WeightEma(model, decay=None), torch.optim.swa_utils.AveragedModel(model)
+    swa, reference = WeightAverage(model, decay=None), torch.optim.swa_utils.AveragedModel(model)
     for _ in range(25):
         with torch.no_grad():
             model.weight.add_(torch.randn_like(model.weight))
@@ -143,6 +148,51 @@ def test_swa_average_is_torchs_averaged_model() -> None:
 def test_swa_and_ema_together_are_refused() -> None:
     with pytest.raises(SqueezelabError, match="--swa and --ema-decay both average"):
         train(TrainConfig("sqnxt23_w1", swa=True, ema_decay=0.99, epochs=1, progress=False))
+
+
+def _correlated_images() -> torch.Tensor:
+    """(40, 3, 18, 18) images whose neighbouring pixels and channels are correlated, as a photo's are."""
+    images = F.avg_pool2d(torch.randn(40, 3, 20, 20, generator=torch.Generator().manual_seed(0)), 3, 1)
+    images[:, 1] += 0.5 * images[:, 0]
+    return images
+
+
+def test_whitening_filters_whiten_the_patches() -> None:
+    """With eps 0 the first half of the filters maps every 3x3 patch to 27 features with identity second moments,
+    the direction of most energy first: filter i's norm is 1/sqrt(eigenvalue i) of the patches' second-moment
+    matrix, here computed by numpy from patches sliced by hand. The second half is the first negated."""
+    images = _correlated_images()
+    filters = patch_whitening_filters(images, nn.Conv2d(3, 64, 3), eps=0.0)
+    assert filters.shape == (54, 3, 3, 3)
+    torch.testing.assert_close(filters[27:], -filters[:27])
+    patches = np.stack([images[n, :, i:i + 3, j:j + 3].numpy().ravel()
+                        for n in range(len(images)) for i in range(16) for j in range(16)]).astype(np.float64)
+    eigenvalues = np.linalg.eigvalsh(patches.T @ patches / len(patches))[::-1]
+    norms = filters[:27].flatten(1).double().norm(dim=1).numpy()
+    np.testing.assert_allclose(1.0 / norms ** 2, eigenvalues, rtol=1e-4)
+    features = F.conv2d(images.double(), filters[:27].double()).permute(0, 2, 3, 1).reshape(-1, 27)
+    torch.testing.assert_close(features.T @ features / len(features), torch.eye(27, dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+
+
+def test_whitening_replaces_only_the_stems_leading_filters() -> None:
+    """sqnxt23v5_w1's small-input stem (3x3, 64 filters) gets 54 whitening filters (27 directions, both signs) and
+    keeps its other 10 filters and every other layer as initialised."""
+    model = create_model("sqnxt23v5_w1", num_classes=10, small_input=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    note = whiten_first_convolution(model, _correlated_images())
+    stem = first_convolution(model)
+    assert stem is model.features.stem.conv and "54 of its 64 filters" in note
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == ["features.stem.conv.weight"]
+    torch.testing.assert_close(stem.weight[:54], patch_whitening_filters(_correlated_images(), stem))
+    assert torch.equal(stem.weight[54:], before["features.stem.conv.weight"][54:])
+
+
+def test_whiten_stem_is_refused_with_pretrained_weights() -> None:
+    with pytest.raises(SqueezelabError, match="--whiten-stem initialises the stem"):
+        train(TrainConfig("sqnxt23_w1", whiten_stem=True, pretrained="sqnxt23v5_w1.cifar10", epochs=1,
+                          progress=False))
 
 
 def test_dropout_keeps_half_and_doubles_them() -> None:
@@ -218,3 +268,4 @@ def test_fast_recipe_resumes_bit_for_bit_after_an_interruption(tmp_path: Path) -
     assert [[r[k] for k in keys] for r in whole.history] == [[r[k] for k in keys] for r in resumed.history]
     config = json.loads((tmp_path / "cut" / "config.json").read_text())
     assert config["ema_decay"] == 0.99 and config["data_loader"] == "auto" and config["derandomized_flips"]
+    assert config["whiten_stem"]

@@ -57,7 +57,7 @@ from ..weights.checkpoint import CheckpointMeta
 from ..weights.loader import load_weights, model_from_state
 from .checks import check_input_size, check_run_dir, check_val_fraction, validate_config
 from .config import ADAMW_SOLVER, DEFAULT_WEIGHT_DECAY, SQUEEZENET_SOLVER, SQUEEZENEXT_SOLVER, TrainConfig
-from .ema import WeightEma
+from .averaging import WeightAverage
 from .logs import Progress
 from .recipe import recompute_bn_statistics, warmup_steps
 from .resume import explicit_fields, resume_config
@@ -400,14 +400,14 @@ class TrainingRun:
     augment: Optional[BatchedAugment] = None
     normalize: Optional[Normalizer] = None
     #: the weight average that is evaluated and saved (``ema_decay > 0`` or ``swa``)
-    ema: Optional[WeightEma] = None
+    average: Optional[WeightAverage] = None
     #: whether the run has warned that it zeroed non-finite gradient entries (:func:`zero_nonfinite_gradients`)
     nonfinite_gradients_noted: bool = False
 
     @property
     def evaluated(self) -> nn.Module:
         """The model that is evaluated and checkpointed: the weight average if there is one."""
-        return self.ema.module if self.ema is not None else self.model
+        return self.average.module if self.average is not None else self.model
 
     @property
     def base_lr(self) -> float:
@@ -447,7 +447,8 @@ def _state_dict(run: TrainingRun, loop: LoopState) -> dict[str, Any]:
         "scaler": run.scaler.state_dict(), "rng": capture_rng(), "epoch": loop.epoch, "step": loop.step,
         "epoch_step": loop.epoch_step, "running": dict(loop.running), "history": loop.history,
         "best_top1": loop.best_top1, "data_fingerprint": run.bundle.fingerprint,
-        **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
+        # "ema": the key since the first averaged runs (before --swa), so their state.pt still resumes
+        **({"ema": run.average.state_dict()} if run.average is not None else {}),
     }
 
 
@@ -533,9 +534,9 @@ def _setup(cfg: TrainConfig, ddp: _Dist, device: torch.device, resume_state: Opt
     elif cfg.derandomized_flips:
         run.init_note += f", random flips (derandomized flips need inputs of at most {SMALL_INPUT_MAX} px)"
     if cfg.ema_decay > 0 or cfg.swa:
-        run.ema = WeightEma(model, None if cfg.swa else cfg.ema_decay)
+        run.average = WeightAverage(model, None if cfg.swa else cfg.ema_decay)
         if resume_state is not None and "ema" in resume_state:
-            run.ema.load_state_dict(resume_state["ema"])
+            run.average.load_state_dict(resume_state["ema"])
     return run
 
 
@@ -653,8 +654,8 @@ def train_one_epoch(run: TrainingRun, loop: LoopState, stop: _StopFlag, saver: C
         run.scheduler.step()
         if run.masks is not None:
             apply_masks(run.model, run.masks)
-        if run.ema is not None:
-            run.ema.update(run.model)
+        if run.average is not None:
+            run.average.update(run.model)
         loop.step += 1
         loop.epoch_step += 1
         seen += len(labels)

@@ -2,7 +2,7 @@
 
 The fast-CIFAR-10 literature starts the first convolution as a whitening transform of the training
 images' patches (Page 2018, "How to train your ResNet" part 8; Jordan 2024, "94% on CIFAR-10 in 3.29
-seconds on a single GPU", section 3.2): its filters are the eigenvectors of the second-moment matrix of
+seconds on a single GPU", its frozen patch-whitening initialisation): its filters are the eigenvectors of the second-moment matrix of
 the normalised images' k x k patches, each divided by the square root of its eigenvalue (plus ``eps``),
 and each also negated, so that after the ReLU both signs of every direction pass. The network then
 starts from decorrelated, unit-variance features instead of random projections dominated by the few

@@ -1,4 +1,4 @@
-"""An exponential moving average of a model's weights (Polyak averaging), for evaluation and checkpoints.
+"""An average of a model's weights over training (Polyak averaging), for evaluation and checkpoints.
 
 ``decay`` is per optimizer step, warmed up as in timm's ``ModelEmaV2``/TensorFlow's
 ``ExponentialMovingAverage(num_updates=...)``: the effective decay after ``t`` updates is
@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 
-class WeightEma:
+class WeightAverage:
     """A copy of ``model`` whose floating-point parameters track ``model``'s by exponential averaging
-    (``decay`` per update), or by the uniform average of all updates (``decay=None``)."""
+    (``decay`` per update, ``--ema-decay``), or by the uniform average of all updates (``decay=None``, ``--swa``)."""
 
     def __init__(self, model: nn.Module, decay: Optional[float]) -> None:
         if decay is not None and not 0.0 < decay < 1.0:
