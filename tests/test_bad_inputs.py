@@ -236,6 +236,7 @@ CASES = [
     ("train squeezenet1_1 --in-chans 2", "--in-chans"),
     ("train squeezenet1_1 --model-kwargs [1]", "--model-kwargs"),
     ("train squeezenet1_1 --data-seed -1", "--data-seed"),
+    ("train squeezenet1_1 --whiten-stem --pretrained squeezenet1_1.torchvision", "--whiten-stem initialises the stem"),
     ("train --resume {d}/foreign", "not a squeezelab training state"),
     ("train --resume {d}/no_keys", "not a squeezelab training state"),
     ("train --resume {d}/not_a_dict", "not a squeezelab training state"),
