@@ -2,12 +2,12 @@
 
 The fast-CIFAR-10 literature starts the first convolution as a whitening transform of the training
 images' patches (Page 2018, "How to train your ResNet" part 8; Jordan 2024, "94% on CIFAR-10 in 3.29
-seconds on a single GPU", its frozen patch-whitening initialisation): its filters are the eigenvectors of the second-moment matrix of
-the normalised images' k x k patches, each divided by the square root of its eigenvalue (plus ``eps``),
-and each also negated, so that after the ReLU both signs of every direction pass. The network then
-starts from decorrelated, unit-variance features instead of random projections dominated by the few
-directions of largest variance. Jordan keeps these filters frozen; here they are only the initial
-value and train as the others do.
+seconds on a single GPU", its frozen patch-whitening initialisation): its filters are the eigenvectors
+of the second-moment matrix of the normalised images' k x k patches, each divided by the square root of
+its eigenvalue (plus ``eps``), and each also negated, so that after the ReLU both signs of every
+direction pass. The network then starts from decorrelated, unit-variance features instead of random
+projections dominated by the few directions of largest variance. Jordan keeps these filters frozen;
+here they are only the initial value and train as the others do (docs/training.md measures the lever).
 
 A 3x3 stem on RGB images has 27 patch directions, so 54 filters of a 64-filter stem are whitening
 filters and the other 10 keep their random initialisation; a 1-channel stem has 9 directions (18 filters).
