@@ -80,9 +80,8 @@ def whiten_first_convolution(model: nn.Module, images: torch.Tensor, eps: float 
     if conv.groups != 1 or conv.in_channels != images.shape[1]:
         raise SqueezelabError(f"--whiten-stem needs a first convolution over all {images.shape[1]} input channels "
                               f"(groups 1); this one has {conv.in_channels} channels in {conv.groups} groups")
-    filters = patch_whitening_filters(images, conv, eps)
-    directions = min(len(filters) // 2, conv.out_channels // 2)
-    chosen = torch.cat([filters[:directions], filters[len(filters) // 2:len(filters) // 2 + directions]])
+    positive = patch_whitening_filters(images, conv, eps).chunk(2)[0][:conv.out_channels // 2]
+    chosen = torch.cat([positive, -positive])
     with torch.no_grad():
         conv.weight[:len(chosen)] = chosen.to(conv.weight.dtype)
         if conv.bias is not None:
