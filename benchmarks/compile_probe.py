@@ -8,7 +8,7 @@ data path is not timed). Three modes, each (model, mode) in a fresh process:
 * ``eager``: the model as the trainer runs it;
 * ``compile``: the whole model through ``torch.compile`` (default mode);
 * ``compile-bn-relu``: only each BatchNorm + ReLU pair compiled, the fusion that a memory-bound
-  BatchNorm network would need, with the convolutions left to oneDNN (models with BatchNorm only).
+  BatchNorm network would need, with the convolutions left to oneDNN (models with such pairs only).
 
 The first step (compilation included) is reported apart, then ``--warmup`` steps, then ``--steps`` timed
 steps. ``eager`` is also profiled (``torch.profiler``, 2 steps): each operator category's share of the
@@ -35,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _script import write_results
+from squeezelab.cpu import cpu_bf16_fast
 from squeezelab.models import create_model
 from squeezelab.tables import format_table
 
@@ -63,18 +64,21 @@ class BatchNormReLU(nn.Module):
         return torch.relu(self.bn(x))
 
 
-def compile_bn_relu_pairs(model: nn.Module) -> int:
+def bn_relu_units(model: nn.Module) -> list[nn.Module]:
+    """The model's conv + BN + ReLU units: submodules with a BatchNorm ``bn`` and a ReLU ``act``."""
+    return [m for m in model.modules() if isinstance(getattr(m, "bn", None), nn.BatchNorm2d)
+            and isinstance(getattr(m, "act", None), nn.ReLU)]
+
+
+def compile_bn_relu_pairs(model: nn.Module) -> None:
     """Replace every conv + BN + ReLU unit's BN by a compiled BN + ReLU and its ReLU by an identity."""
-    units = [m for m in model.modules() if isinstance(getattr(m, "bn", None), nn.BatchNorm2d)
-             and isinstance(getattr(m, "act", None), nn.ReLU)]
-    for unit in units:
+    for unit in bn_relu_units(model):
         unit.bn = torch.compile(BatchNormReLU(unit.bn))
         unit.act = nn.Identity()
-    return len(units)
 
 
-def training_step(model_name: str, mode: str) -> Callable[[], None]:
-    """One SGD step of ``model_name`` (CIFAR-10 shape) in ``mode``, as a closure."""
+def training_step(model_name: str, mode: str, bf16: bool) -> Callable[[], None]:
+    """One SGD step of ``model_name`` (CIFAR-10 shape) in ``mode``, under bf16 autocast if ``bf16``, as a closure."""
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=10, small_input=True).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -83,9 +87,8 @@ def training_step(model_name: str, mode: str) -> Callable[[], None]:
     net: Callable[[torch.Tensor], torch.Tensor] = model
     if mode == "compile":
         net = torch.compile(model)
-    elif mode == "compile-bn-relu" and compile_bn_relu_pairs(model) == 0:
-        raise SystemExit(f"{model_name} has no BatchNorm + ReLU pair to compile")
-    bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    elif mode == "compile-bn-relu":
+        compile_bn_relu_pairs(model)
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -112,7 +115,8 @@ def category_shares(step: Callable[[], None], steps: int = 2) -> dict[str, float
 
 def time_steps(model_name: str, mode: str, warmup: int, steps: int) -> dict[str, Any]:
     """Seconds of the first step, images/s over ``steps`` steps after ``warmup`` more, and (eager) the profile."""
-    step = training_step(model_name, mode)
+    bf16 = cpu_bf16_fast()
+    step = training_step(model_name, mode, bf16)
     start = time.perf_counter()
     step()
     first = time.perf_counter() - start
@@ -121,7 +125,8 @@ def time_steps(model_name: str, mode: str, warmup: int, steps: int) -> dict[str,
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    result: dict[str, Any] = {"first_step_s": first, "images_per_s": 256 * steps / (time.perf_counter() - start)}
+    result: dict[str, Any] = {"first_step_s": first, "images_per_s": 256 * steps / (time.perf_counter() - start),
+                              "bf16": bf16}
     if mode == "eager":
         result["op_shares"] = category_shares(step)
     return result
@@ -156,9 +161,9 @@ def main() -> None:
         return
     results = []
     for model_name in args.models:
-        has_bn = any(isinstance(m, nn.BatchNorm2d) for m in create_model(model_name, num_classes=10).modules())
+        has_bn_relu = bool(bn_relu_units(create_model(model_name, num_classes=10)))
         for mode in MODES:
-            if mode == "compile-bn-relu" and not has_bn:
+            if mode == "compile-bn-relu" and not has_bn_relu:
                 continue
             output = subprocess.run([sys.executable, __file__, "--one", model_name, mode, "--threads",
                                      str(args.threads), "--warmup", str(args.warmup), "--steps", str(args.steps)],
